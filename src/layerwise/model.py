@@ -1,0 +1,272 @@
+"""``Model``: a network, a loss and an optimizer, with Keras' ``fit`` / ``evaluate`` / ``predict``.
+
+One training step is the seed's recipe, in four lines of ``_train_step``:
+forward, loss, backward, update.  Everything else here is bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .callbacks import Callback, History
+from .errors import ConfigError, DivergenceError
+from .layers import Rescale
+from .losses import CrossEntropyLogit, Logistic, get_loss, softmax
+from .network import Sequential
+from .optim import Optimizer, get_optimizer
+from .validation import check_features, check_positive_int, check_targets
+
+
+class Model:
+    """``Model(net, loss="crossEntropyLogit", optimizer="adam")``.
+
+    loss: a name (``"crossEntropyLogit"``, ``"logistic"``, ``"mse"``) or a Loss.
+    optimizer: a name (``"SGD"``, ``"ADAM"``, ...) or an Optimizer such as ``optim.Adam(1e-3)``.
+    seed: seeds batch shuffling; defaults to the network's seed, so that the same
+    seed gives bit-identical weights.
+    """
+
+    def __init__(
+        self,
+        net: Sequential,
+        loss: Any = "crossEntropyLogit",
+        optimizer: Any = "adam",
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(net, Sequential):
+            raise ConfigError(f"net: expected a layerwise Sequential/NeuralNetwork, got {type(net).__name__}")
+        self.net = net
+        self.loss = get_loss(loss)
+        self.optimizer: Optimizer = get_optimizer(optimizer)
+        self.seed = seed if seed is not None else net.seed
+        self.rng = np.random.default_rng(self.seed)
+        self.stop_training = False
+        self.history: History | None = None
+        self.train_config: dict[str, Any] = {}
+        # Set by a signal handler (see cli): fit stops cleanly after the current step.
+        self.interrupt_requested = False
+        self.train_state: dict[str, Any] | None = None
+
+    # -- training ---------------------------------------------------------------------
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        callbacks: Iterable[Callback] = (),
+        verbose: int = 1,
+        resume: dict[str, Any] | None = None,
+    ) -> History:
+        """Train for ``epochs`` passes over x: (n, n_in) with targets y (labels (n,) or one-hot rows).
+
+        The epoch's ``loss`` and ``accuracy`` are the sample-weighted means over its
+        batches, each computed before that batch's update (as Keras reports them).
+        ``resume`` takes ``model.train_state`` from a checkpoint and continues exactly
+        where it stopped.  Returns the ``History`` (also kept as ``model.history``).
+        """
+        x, y = self._check_xy(x, y)
+        epochs = check_positive_int("epochs", epochs)
+        batch_size = check_positive_int("batch_size", batch_size)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ConfigError("validation_data: expected a pair (x_val, y_val)")
+            validation_data = self._check_xy(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+        x = self._as_input(x)
+        history = History()
+        if resume is not None:
+            history.history = {k: list(v) for k, v in resume.get("history", {}).items()}
+            history.epoch = list(range(len(next(iter(history.history.values()), []))))
+        history.params = {"epochs": epochs, "batch_size": batch_size, "samples": len(x)}
+        callbacks = [history, *callbacks]
+        for cb in callbacks:
+            cb.set_model(self)
+        self.train_config = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle)}
+        self.stop_training = False
+        self.interrupt_requested = False
+        for cb in callbacks:
+            cb.on_train_begin()
+        start_epoch = resume["epoch"] if resume else 0
+        for epoch in range(start_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            logs = self._train_epoch(x, y, epoch, epochs, batch_size, shuffle, verbose, resume)
+            resume = None
+            if logs is None:  # interrupted: train_state holds where we are
+                break
+            if validation_data is not None:
+                val_loss, val_acc = self.evaluate(*validation_data, _checked=True)
+                logs["val_loss"] = val_loss
+                if not math.isnan(val_acc):
+                    logs["val_accuracy"] = val_acc
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end()
+        self.history = history
+        return history
+
+    def _train_epoch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        epoch: int,
+        epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        verbose: int,
+        resume: dict[str, Any] | None,
+    ) -> dict[str, float] | None:
+        """One pass over the data; returns the epoch's logs, or None when interrupted."""
+        n = len(x)
+        if resume:  # replay the epoch's shuffle from the RNG state it started with
+            self.rng.bit_generator.state = resume["rng_state"]
+            first_step, totals = resume["step"], dict(resume["totals"])
+        else:
+            first_step, totals = 0, {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}
+        rng_state = self.rng.bit_generator.state
+        order = self.rng.permutation(n) if shuffle else None
+        n_steps = -(-n // batch_size)
+        bar = _progress_bar(n, epoch, epochs, totals["seen"]) if verbose == 1 else None
+        refresh = max(1, n_steps // 50)
+        started = time.perf_counter()
+        params, grads = [self.net.flat_params], [self.net.flat_grads]
+        self._last_finite = np.empty_like(self.net.flat_params)
+        for step in range(first_step, n_steps):
+            lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+            if order is None:
+                xb, yb = x[lo:hi], y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                xb, yb = x[idx], y[idx]
+            batch_loss, batch_correct = self._train_step(xb, yb, params, grads, epoch, step)
+            totals["loss"] += batch_loss * (hi - lo)
+            totals["correct"] += batch_correct
+            totals["seen"] += hi - lo
+            if bar is not None and (step % refresh == 0 or step == n_steps - 1):
+                bar.update(totals["seen"] - bar.n)
+                bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.4f}",
+                                acc=f"{totals['correct'] / totals['seen']:.4f}", refresh=False)
+            if self.interrupt_requested and step < n_steps - 1:
+                totals["seconds"] += time.perf_counter() - started
+                self.train_state = {"epoch": epoch, "step": step + 1, "rng_state": rng_state, "totals": totals}
+                if bar is not None:
+                    bar.close()
+                return None
+        if bar is not None:
+            bar.close()
+        totals["seconds"] += time.perf_counter() - started
+        self.train_state = {"epoch": epoch + 1, "step": 0, "rng_state": self.rng.bit_generator.state,
+                            "totals": {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}}
+        logs = {"loss": totals["loss"] / totals["seen"]}
+        accuracy = totals["correct"] / totals["seen"]
+        if not math.isnan(accuracy):
+            logs["accuracy"] = accuracy
+        logs["seconds"] = totals["seconds"]
+        return logs
+
+    def _train_step(
+        self, xb: np.ndarray, yb: np.ndarray, params: list, grads: list, epoch: int, step: int
+    ) -> tuple[float, float]:
+        """forward, loss, backward, update: returns (batch loss, correct predictions)."""
+        z = self.net.forward(xb)
+        J = self.loss.forward(z, yb)
+        if not math.isfinite(J):
+            if not np.isfinite(self.net.flat_params).all():  # the last update overflowed: undo it
+                self.net.flat_params[...] = self._last_finite
+            raise DivergenceError(
+                f"training diverged: the loss became {J} at epoch {epoch + 1}, step {step + 1}; "
+                "the model keeps its last finite weights (try a smaller learning rate)"
+            )
+        correct = self.loss.accuracy(z, yb) * len(yb)
+        self.net.backward(self.loss.backward(), need_input_grad=False)
+        np.copyto(self._last_finite, params[0])  # 10 µs for 111k floats: cheap insurance
+        self.optimizer.step(params, grads)
+        return J, correct
+
+    # -- inference --------------------------------------------------------------------
+    def evaluate(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int = 4096, _checked: bool = False
+    ) -> tuple[float, float]:
+        """(mean loss, accuracy) over x, y; accuracy is NaN where it means nothing (regression)."""
+        if not _checked:
+            x, y = self._check_xy(x, y)
+        total_loss, correct = 0.0, 0.0
+        for lo in range(0, len(x), batch_size):
+            z = self._forward(x[lo : lo + batch_size])
+            yb = y[lo : lo + batch_size]
+            total_loss += self.loss.forward(z, yb) * len(yb)
+            correct += self.loss.accuracy(z, yb) * len(yb)
+        return total_loss / len(x), correct / len(x)
+
+    def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Raw network outputs: (n, n_out)."""
+        x = check_features(x, self.net.n_inputs)
+        return np.concatenate([self._forward(x[lo : lo + batch_size]) for lo in range(0, len(x), batch_size)])
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Class probabilities: softmax of the logits (n, classes); for the logistic loss P(y=1): (n,)."""
+        z = self.predict_logits(x, batch_size)
+        if isinstance(self.loss, CrossEntropyLogit):
+            return softmax(z, axis=1)
+        if isinstance(self.loss, Logistic):
+            return 0.5 * (1 + np.tanh(0.5 * z[:, 0]))
+        return z
+
+    def predict(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Predicted labels (n,) for classification losses, raw outputs for regression."""
+        z = self.predict_logits(x, batch_size)
+        if isinstance(self.loss, CrossEntropyLogit):
+            return z.argmax(axis=1)
+        if isinstance(self.loss, Logistic):
+            return (z[:, 0] > 0).astype(np.intp)
+        return z
+
+    def _forward(self, xb: np.ndarray) -> np.ndarray:
+        return self.net.forward(self._as_input(xb))
+
+    # -- helpers ----------------------------------------------------------------------
+    def _check_xy(self, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
+        x = check_features(x, self.net.n_inputs, names[0])
+        y = check_targets(y, len(x), self.net.n_outputs, self.loss, names[1])
+        return x, y
+
+    def _as_input(self, x: np.ndarray) -> np.ndarray:
+        """Cast x to the network's dtype once, unless its first layer rescales raw data itself."""
+        if x.dtype == self.net.dtype or isinstance(self.net.layers[0], Rescale):
+            return x
+        return x.astype(self.net.dtype)
+
+    def save(self, path: str | Path) -> None:
+        """Write weights, architecture, loss, optimizer state and training config to one .npz (atomic)."""
+        from .io import save_model
+
+        save_model(self, path)
+
+    def summary(self) -> str:
+        return self.net.summary() + f"\nLoss: {type(self.loss).__name__}   Optimizer: {self.optimizer!r}"
+
+    def __repr__(self) -> str:
+        return f"Model({self.net!r}, loss={type(self.loss).__name__}, optimizer={self.optimizer!r})"
+
+
+def _progress_bar(total: int, epoch: int, epochs: int, initial: int) -> Any:
+    """A tqdm bar counting samples (so it shows samples/s), or None without tqdm."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency, but the core does not need it
+        return None
+    return tqdm(total=total, initial=initial, unit="samples", unit_scale=True,
+                desc=f"Epoch {epoch + 1}/{epochs}", leave=True, dynamic_ncols=True)

@@ -1,0 +1,104 @@
+"""Checks at the public boundary: run once per call, never per batch.
+
+Each raises an error from ``layerwise.errors`` whose message names the
+argument, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, DTypeError, InputError, LabelError, ShapeError
+from .losses import CrossEntropyLogit, Logistic, Loss
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_features(x: Any, n_features: int | None, name: str = "x") -> np.ndarray:
+    """x: (n, n_features), or (n, *dims) with prod(dims) == n_features (flattened, no copy).
+
+    Numeric dtypes only; floats must be finite.  Returns an ndarray.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise DTypeError(f"{name}: expected a numeric array of shape (n, {n_features}), got {type(x).__name__}")
+    x = np.asarray(x)
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DTypeError(f"{name}: expected a numeric (integer or float) array, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ShapeError(
+            f"{name}: expected a 2-D array of shape (n_samples, {n_features}), got shape {x.shape}"
+            + (" (a single sample? use x[None, :])" if x.ndim == 1 else "")
+        )
+    if x.shape[0] == 0:
+        raise InputError(f"{name}: expected at least one sample, got an empty array of shape {x.shape}")
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)
+    if n_features is not None and x.shape[1] != n_features:
+        raise ShapeError(f"{name}: expected {n_features} features per sample, got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise InputError(
+            f"{name}: expected finite values, got {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
+        )
+    return x
+
+
+def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, name: str = "y") -> np.ndarray:
+    """Targets for ``loss``; cross-entropy one-hot rows become integer labels (n,).
+
+    CrossEntropyLogit: labels (n,) in [0, n_outputs) or one-hot (n, n_outputs).
+    Logistic: (n,) or (n, 1) in [0, 1].  MSE: (n, n_outputs) (or (n,) when n_outputs == 1).
+    """
+    if isinstance(y, (str, bytes)) or y is None:
+        raise DTypeError(f"{name}: expected a numeric array of {n_samples} targets, got {type(y).__name__}")
+    y = np.asarray(y)
+    if y.dtype == bool:
+        y = y.astype(np.int64)
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise DTypeError(f"{name}: expected numeric targets, got dtype {y.dtype}")
+    if y.ndim == 0 or y.shape[0] != n_samples:
+        raise ShapeError(f"{name}: expected {n_samples} targets (one per sample of x), got shape {y.shape}")
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        raise InputError(f"{name}: expected finite values, got NaN or inf")
+    if isinstance(loss, CrossEntropyLogit):
+        return _class_labels(y, n_outputs, name)
+    if isinstance(loss, Logistic):
+        if y.size != n_samples:
+            raise ShapeError(f"{name}: expected shape ({n_samples},) or ({n_samples}, 1), got {y.shape}")
+        if y.min() < 0 or y.max() > 1:
+            raise LabelError(f"{name}: expected targets in [0, 1] for the logistic loss, got range [{y.min()}, {y.max()}]")
+        return y.reshape(n_samples, 1)
+    if y.ndim == 1 and n_outputs == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        raise ShapeError(f"{name}: expected shape ({n_samples}, {n_outputs}), got {y.shape}")
+    return y
+
+
+def _class_labels(y: np.ndarray, n_classes: int, name: str) -> np.ndarray:
+    if y.ndim == 2:
+        if y.shape[1] != n_classes:
+            raise ShapeError(f"{name}: one-hot rows must have {n_classes} columns, got shape {y.shape}")
+        ones, zeros = (y == 1), (y == 0)
+        bad = np.flatnonzero((ones.sum(axis=1) != 1) | ((ones | zeros).sum(axis=1) != n_classes))
+        if bad.size:
+            raise LabelError(
+                f"{name}: expected one-hot rows (a single 1, the rest 0), row {bad[0]} is {y[bad[0]].tolist()}"
+            )
+        return ones.argmax(axis=1)
+    if y.ndim != 1:
+        raise ShapeError(f"{name}: expected labels of shape (n,) or one-hot (n, {n_classes}), got {y.shape}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.array_equal(y, np.round(y)):
+            raise LabelError(f"{name}: expected integer class labels, got non-integer values such as {y[y != np.round(y)][0]}")
+    low, high = y.min(), y.max()
+    if low < 0 or high >= n_classes:
+        culprit = low if low < 0 else high
+        raise LabelError(f"{name}: expected labels in [0, {n_classes - 1}] (the network has {n_classes} outputs), got {culprit}")
+    return y.astype(np.intp, copy=False)
