@@ -86,6 +86,7 @@ class Model:
             history.history = {k: list(v) for k, v in resume.get("history", {}).items()}
             history.epoch = list(range(len(next(iter(history.history.values()), []))))
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": len(x)}
+        self.history = history  # callbacks (checkpoints) may read it during training
         callbacks = [history, *callbacks]
         for cb in callbacks:
             cb.set_model(self)
@@ -115,7 +116,6 @@ class Model:
                 break
         for cb in callbacks:
             cb.on_train_end()
-        self.history = history
         return history
 
     def _train_epoch(
