@@ -1,8 +1,8 @@
 """layerwise: a NumPy neural-network framework in which every layer does its own forward and backward pass.
 
-    >>> import layerwise as lw
-    >>> net = lw.NeuralNetwork(784, [(140, "ReLU"), (10, "Linear")], seed=0)
-    >>> model = lw.Model(net, loss="crossEntropyLogit", optimizer=lw.optim.Adam(1e-3))
+>>> import layerwise as lw
+>>> net = lw.NeuralNetwork(784, [(140, "ReLU"), (10, "Linear")], seed=0)
+>>> model = lw.Model(net, loss="crossEntropyLogit", optimizer=lw.optim.Adam(1e-3))
 """
 
 from . import callbacks, errors, losses, optim, schedules

@@ -17,6 +17,7 @@ from .errors import ArchitectureParseError
 from .layers import ACTIVATIONS
 
 Architecture = list[tuple[int, str]]
+MAX_UNITS_DIGITS = 9
 
 
 class _Parser:
@@ -46,11 +47,14 @@ class _Parser:
     def units(self) -> int:
         self.skip_spaces()
         start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos].isdigit():
+        # ASCII digits only: str.isdigit() also accepts '²' or '١', which int() rejects or reads oddly.
+        while self.pos < len(self.text) and self.text[self.pos] in "0123456789":
             self.pos += 1
         if start == self.pos:
             found = self.text[start] if start < len(self.text) else "the end"
             raise self.fail(f"expected a number of units, found {found!r}", start)
+        if self.pos - start > MAX_UNITS_DIGITS:  # int() refuses > 4300 digits; no layer is that wide
+            raise self.fail(f"the number of units has {self.pos - start} digits, too many", start)
         units = int(self.text[start : self.pos])
         if units < 1:
             raise self.fail("the number of units must be at least 1", start)

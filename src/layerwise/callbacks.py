@@ -134,7 +134,11 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(
-        self, filepath: str | Path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"
+        self,
+        filepath: str | Path,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
     ) -> None:
         self.filepath = str(filepath)
         self.monitor, self.save_best_only = monitor, save_best_only
@@ -146,7 +150,8 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             if self.monitor not in logs:
                 raise ConfigError(
-                    f"ModelCheckpoint: monitor {self.monitor!r} is not among the logged metrics {sorted(logs)}"
+                    f"ModelCheckpoint: monitor {self.monitor!r} is not among the logged metrics "
+                    f"{sorted(logs)}"
                 )
             value = logs[self.monitor]
             better = value < self.best if self.mode == "min" else value > self.best

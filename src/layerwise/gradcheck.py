@@ -68,10 +68,12 @@ def gradcheck(
     if not isinstance(target, (Layer, Sequential)):
         raise DTypeError(f"target: expected a Layer, Loss or Sequential, got {type(target).__name__}")
     params = dict(target.named_parameters()) if isinstance(target, Sequential) else dict(target.params)
-    grads = dict(zip(params, target.gradients())) if isinstance(target, Sequential) else dict(target.grads)
+    grads = dict(zip(params, target.gradients(), strict=True)) if isinstance(target, Sequential) else dict(target.grads)
     for name, p in params.items():
         if p.dtype != np.float64:
-            raise DTypeError(f"{name}: gradcheck needs float64 parameters, got {p.dtype} (use dtype=np.float64)")
+            raise DTypeError(
+                f"{name}: gradcheck needs float64 parameters, got {p.dtype} (use dtype=np.float64)"
+            )
     probe = np.random.default_rng(seed).standard_normal(np.shape(target.forward(x.copy())))
 
     def f() -> float:
@@ -90,4 +92,3 @@ def gradcheck(
     for name, p in params.items():
         errors[name] = relative_error(analytic[name], numerical_gradient(f, p, eps))
     return errors
-

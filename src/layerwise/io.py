@@ -93,6 +93,10 @@ def load_model(path: str | Path) -> Model:
         dtype = np.dtype(header["dtype"])
         if dtype not in (np.float32, np.float64):
             raise ModelFileError(f"{where}: unsupported dtype {header['dtype']!r}")
+        _check_layer_configs(where, header["layers"], arrays)
+        seed = header.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ModelFileError(f"{where}: bad seed {seed!r} in the header (expected null or an integer >= 0)")
         net = Sequential([layer_from_config(c, dtype=dtype) for c in header["layers"]], dtype=dtype)
         net.seed = header.get("seed")
         opt_header = header["optimizer"]
@@ -131,10 +135,38 @@ def load_model(path: str | Path) -> Model:
         )
     except (LayerwiseError, TypeError, ValueError) as e:
         raise ModelFileError(f"{where}: bad optimizer state ({e})") from None
-    model = Model(net, loss=loss, optimizer=optimizer, seed=header.get("seed"))
-    model.train_config = header.get("train_config") or {}
+    model = Model(net, loss=loss, optimizer=optimizer, seed=seed)
+    train_config = header.get("train_config") or {}
+    if not isinstance(train_config, dict):
+        raise ModelFileError(f"{where}: header 'train_config' should be an object, got {train_config!r}")
+    model.train_config = train_config
     model.train_state = header.get("train_state")
     return model
+
+
+def _check_layer_configs(where: str, layers: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Before building the network: no layer may need more parameters than the file stores.
+
+    Otherwise a 1 kB header describing Dense(30000, 30000) would allocate gigabytes of
+    zeros before the missing arrays are noticed.
+    """
+    if not isinstance(layers, list):
+        raise ModelFileError(f"{where}: header 'layers' should be a list, got {type(layers).__name__}")
+    stored = sum(a.size for a in arrays.values())
+    for i, config in enumerate(layers):
+        if not isinstance(config, dict):
+            raise ModelFileError(f"{where}: header layers[{i}] should be an object, got {config!r}")
+        if config.get("type") == "Dense":
+            n_in, n_out = config.get("n_in"), config.get("n_out")
+            if isinstance(n_in, int) and isinstance(n_out, int) and n_in * n_out > stored:
+                raise ModelFileError(
+                    f"{where}: header layers[{i}] is Dense({n_in}, {n_out}), but the file stores "
+                    f"only {stored} numbers in all"
+                )
+        if config.get("type") == "Rescale":
+            scale = config.get("scale")
+            if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not np.isfinite(scale):
+                raise ModelFileError(f"{where}: header layers[{i}] has a bad Rescale scale {scale!r}")
 
 
 def _check_array(where: str, name: str, value: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -153,11 +185,13 @@ def _read_archive(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     arrays: dict[str, np.ndarray] = {}
+    archive_size = path.stat().st_size
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     raise ModelFileError(f"{path}: unexpected member {info.filename!r}")
+                _check_member_size(path, info, archive_size)
                 with zf.open(info) as f:
                     arrays[info.filename[:-4]] = _read_npy(f, info.file_size, f"{path}:{info.filename}")
     except ModelFileError:
@@ -168,8 +202,8 @@ def _read_archive(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
         raise ModelFileError(f"{path}: no layerwise header; was it written by Model.save?")
     try:
         header = json.loads(arrays.pop(HEADER).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: the header is not valid JSON ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelFileError(f"{path}: the header is not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a layerwise model file (format {header.get('format') if isinstance(header, dict) else None!r})")
     if header.get("version") != VERSION:
@@ -177,6 +211,24 @@ def _read_archive(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
             f"{path}: unknown format version {header.get('version')!r}; this layerwise reads version {VERSION}"
         )
     return arrays, header
+
+
+def _check_member_size(path: Path, info: zipfile.ZipInfo, archive_size: int) -> None:
+    """Refuse members whose sizes in the zip directory cannot be true, before reading a byte.
+
+    Reading trusts those sizes (a read of n bytes may allocate n bytes first), so a
+    1 kB file claiming a 3 GB member must fail here, not in a huge allocation.
+    """
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ModelFileError(f"{path}: member {info.filename!r} uses unsupported compression {info.compress_type}")
+    stored_ok = info.compress_type != zipfile.ZIP_STORED or info.file_size == info.compress_size
+    # Deflate expands at most ~1032:1; a larger ratio is a lie (or a zip bomb).
+    deflate_ok = info.file_size <= 1100 * info.compress_size + 1024
+    if info.compress_size > archive_size or not stored_ok or not deflate_ok:
+        raise ModelFileError(
+            f"{path}: member {info.filename!r} claims {info.file_size} bytes "
+            f"({info.compress_size} stored), more than the {archive_size}-byte file can hold"
+        )
 
 
 def _read_npy(f: io.BufferedIOBase, stored_size: int, where: str) -> np.ndarray:
@@ -190,6 +242,8 @@ def _read_npy(f: io.BufferedIOBase, stored_size: int, where: str) -> np.ndarray:
         raise ModelFileError(f"{where}: unsupported .npy version {version}")
     if dtype.hasobject or dtype.kind not in "biuf":
         raise ModelFileError(f"{where}: refusing array of dtype {dtype} (only numeric arrays are allowed)")
+    if any(dim < 0 for dim in shape):
+        raise ModelFileError(f"{where}: negative dimension in shape {shape}")
     count = 1
     for dim in shape:
         count *= dim

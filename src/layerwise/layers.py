@@ -108,9 +108,7 @@ class Dense(Layer):
     def _assign(self, name: str, value: np.ndarray) -> None:
         value = np.asarray(value)
         if value.shape != self.params[name].shape:
-            raise ShapeError(
-                f"Dense.{name}: expected shape {self.params[name].shape}, got {value.shape}"
-            )
+            raise ShapeError(f"Dense.{name}: expected shape {self.params[name].shape}, got {value.shape}")
         self.params[name][...] = value
 
     def output_features(self, n_in: int) -> int:

@@ -79,7 +79,9 @@ class Model:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ConfigError("validation_data: expected a pair (x_val, y_val)")
-            validation_data = self._check_xy(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+            validation_data = self._check_xy(
+                *validation_data, names=("validation_data[0]", "validation_data[1]")
+            )
         x = self._as_input(x)
         history = History()
         if resume is not None:
@@ -93,6 +95,9 @@ class Model:
         self.train_config = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle)}
         self.stop_training = False
         self.interrupt_requested = False
+        # The weights before each update, kept so that an update that overflows can be undone.
+        self._last_finite = self.net.flat_params.copy()
+        self._backup = [self._last_finite]
         for cb in callbacks:
             cb.on_train_begin()
         start_epoch = resume["epoch"] if resume else 0
@@ -100,6 +105,7 @@ class Model:
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             logs = self._train_epoch(x, y, epoch, epochs, batch_size, shuffle, verbose, resume)
+            self._check_finite_weights(epoch)
             resume = None
             if logs is None:  # interrupted: train_state holds where we are
                 break
@@ -143,7 +149,6 @@ class Model:
         refresh = max(1, n_steps // 50)
         started = time.perf_counter()
         params, grads = [self.net.flat_params], [self.net.flat_grads]
-        self._last_finite = np.empty_like(self.net.flat_params)
         for step in range(first_step, n_steps):
             lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
             if order is None:
@@ -157,19 +162,31 @@ class Model:
             totals["seen"] += hi - lo
             if bar is not None and (step % refresh == 0 or step == n_steps - 1):
                 bar.update(totals["seen"] - bar.n)
-                bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.4f}",
-                                acc=f"{totals['correct'] / totals['seen']:.4f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{totals['loss'] / totals['seen']:.4f}",
+                    acc=f"{totals['correct'] / totals['seen']:.4f}",
+                    refresh=False,
+                )
             if self.interrupt_requested and step < n_steps - 1:
                 totals["seconds"] += time.perf_counter() - started
-                self.train_state = {"epoch": epoch, "step": step + 1, "rng_state": rng_state, "totals": totals}
+                self.train_state = {
+                    "epoch": epoch,
+                    "step": step + 1,
+                    "rng_state": rng_state,
+                    "totals": totals,
+                }
                 if bar is not None:
                     bar.close()
                 return None
         if bar is not None:
             bar.close()
         totals["seconds"] += time.perf_counter() - started
-        self.train_state = {"epoch": epoch + 1, "step": 0, "rng_state": self.rng.bit_generator.state,
-                            "totals": {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}}
+        self.train_state = {
+            "epoch": epoch + 1,
+            "step": 0,
+            "rng_state": self.rng.bit_generator.state,
+            "totals": {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0},
+        }
         logs = {"loss": totals["loss"] / totals["seen"]}
         accuracy = totals["correct"] / totals["seen"]
         if not math.isnan(accuracy):
@@ -192,9 +209,21 @@ class Model:
             )
         correct = self.loss.accuracy(z, yb) * len(yb)
         self.net.backward(self.loss.backward(), need_input_grad=False)
-        np.copyto(self._last_finite, params[0])  # 10 µs for 111k floats: cheap insurance
-        self.optimizer.step(params, grads)
+        self.optimizer.step(params, grads, backup=self._backup)
         return J, correct
+
+    def _check_finite_weights(self, epoch: int) -> None:
+        """Once per epoch: the epoch's last update may have overflowed with no later loss to notice."""
+        if np.isfinite(self.net.flat_params).all():
+            return
+        restored = bool(np.isfinite(self._last_finite).all())
+        if restored:
+            self.net.flat_params[...] = self._last_finite
+        raise DivergenceError(
+            f"training diverged: the weights became NaN or inf in the last update of epoch {epoch + 1}; "
+            + ("the model keeps its last finite weights" if restored else "no finite weights to restore")
+            + " (try a smaller learning rate)"
+        )
 
     # -- inference --------------------------------------------------------------------
     def evaluate(
@@ -203,6 +232,7 @@ class Model:
         """(mean loss, accuracy) over x, y; accuracy is NaN where it means nothing (regression)."""
         if not _checked:
             x, y = self._check_xy(x, y)
+        batch_size = check_positive_int("batch_size", batch_size)
         total_loss, correct = 0.0, 0.0
         for lo in range(0, len(x), batch_size):
             z = self._forward(x[lo : lo + batch_size])
@@ -214,6 +244,7 @@ class Model:
     def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Raw network outputs: (n, n_out)."""
         x = check_features(x, self.net.n_inputs)
+        batch_size = check_positive_int("batch_size", batch_size)
         return np.concatenate([self._forward(x[lo : lo + batch_size]) for lo in range(0, len(x), batch_size)])
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -268,5 +299,12 @@ def _progress_bar(total: int, epoch: int, epochs: int, initial: int) -> Any:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency, but the core does not need it
         return None
-    return tqdm(total=total, initial=initial, unit="samples", unit_scale=True,
-                desc=f"Epoch {epoch + 1}/{epochs}", leave=True, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="samples",
+        unit_scale=True,
+        desc=f"Epoch {epoch + 1}/{epochs}",
+        leave=True,
+        dynamic_ncols=True,
+    )

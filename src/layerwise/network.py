@@ -124,9 +124,7 @@ class Sequential:
         """Copy parameters in by name; names and shapes must match exactly."""
         mine = dict(self.named_parameters())
         if set(state) != set(mine):
-            raise ShapeError(
-                f"state: expected parameters {sorted(mine)}, got {sorted(state)}"
-            )
+            raise ShapeError(f"state: expected parameters {sorted(mine)}, got {sorted(state)}")
         for name, value in state.items():
             value = np.asarray(value)
             if value.shape != mine[name].shape:
@@ -181,7 +179,10 @@ class NeuralNetwork(Sequential):
     ) -> None:
         if isinstance(n_inputs, bool) or not isinstance(n_inputs, (int, np.integer)) or n_inputs < 1:
             raise ConfigError(f"n_inputs: expected a positive integer, got {n_inputs!r}")
-        dtype = np.dtype(dtype)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise ConfigError(f"dtype: expected float32 or float64, got {dtype!r}") from None
         if dtype not in (np.float32, np.float64):
             raise ConfigError(f"dtype: expected float32 or float64, got {dtype}")
         self.architecture = _normalise_architecture(architecture)
@@ -222,5 +223,3 @@ def _normalise_architecture(architecture: Sequence[tuple[int, Any]] | str) -> Ar
         act_cls = get_activation(activation)
         result.append((int(units), act_cls.__name__.lower()))
     return result
-
-

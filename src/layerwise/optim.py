@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
 from .errors import ConfigError, ModelFileError
 
 
@@ -32,14 +33,35 @@ class Optimizer:
         self.iterations = 0  # completed steps; Adam's bias correction uses it
         self.state: dict[str, list[np.ndarray]] = {}
         self._scratch: list[np.ndarray] = []
+        # A compiled single-pass kernel (layerwise.kernels) where Numba is installed;
+        # set False to force the NumPy reference path.
+        self.use_kernels = kernels.numba_enabled()
 
-    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
-        """Update every ``params[i]`` in place from ``grads[i]``."""
+    def step(
+        self,
+        params: Sequence[np.ndarray],
+        grads: Sequence[np.ndarray],
+        backup: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        """Update every ``params[i]`` in place from ``grads[i]``.
+
+        backup: arrays like params that receive the weights from before the update
+        (``Model`` keeps them to undo a step that overflowed).
+        """
         if not self._scratch:
             self._allocate(params)
         self.iterations += 1
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            old = None if backup is None else backup[i]
+            if self.use_kernels and self._kernel_update(i, p, g, old):
+                continue
+            if old is not None:
+                np.copyto(old, p)
             self._update(i, p, g, *self._scratch[i])
+
+    def _kernel_update(self, i: int, p: np.ndarray, g: np.ndarray, backup: np.ndarray | None) -> bool:
+        """Run the compiled kernel for this update if there is one; False means use NumPy."""
+        return False
 
     def _allocate(self, params: Sequence[np.ndarray]) -> None:
         # Two scratch buffers: one may hold the weight-decayed gradient while the other works.
@@ -76,7 +98,9 @@ class Optimizer:
         if state.get("name") != type(self).__name__:
             raise ModelFileError(f"optimizer state: is for {state.get('name')!r}, not {type(self).__name__}")
         if set(state["slots"]) - set(self.slots):
-            raise ModelFileError(f"optimizer state: unexpected slots {sorted(set(state['slots']) - set(self.slots))}")
+            raise ModelFileError(
+                f"optimizer state: unexpected slots {sorted(set(state['slots']) - set(self.slots))}"
+            )
         for key, value in state["config"].items():
             setattr(self, key, value)
         self.iterations = int(state["iterations"])
@@ -122,6 +146,24 @@ class SGD(Optimizer):
                 direction = tmp2
         np.multiply(direction, self.lr, out=tmp2)
         p -= tmp2
+
+    def _kernel_update(self, i: int, p: np.ndarray, g: np.ndarray, backup: np.ndarray | None) -> bool:
+        if not (p.flags.c_contiguous and g.flags.c_contiguous):
+            return False
+        scalar = p.dtype.type
+        buf = self.state["momentum_buffer"][i] if self.momentum else self._scratch[i][1]
+        kernels.sgd_kernel(
+            p.reshape(-1),
+            g.reshape(-1),
+            buf.reshape(-1),
+            (backup if backup is not None else self._scratch[i][0]).reshape(-1),
+            scalar(self.lr),
+            scalar(self.momentum),
+            self.nesterov,
+            scalar(self.weight_decay),
+            self.iterations == 1,
+        )
+        return True
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -176,6 +218,29 @@ class Adam(Optimizer):
         tmp2 *= self.lr / (1 - beta1**t)
         p -= tmp2
 
+    def _kernel_update(self, i: int, p: np.ndarray, g: np.ndarray, backup: np.ndarray | None) -> bool:
+        if not (p.flags.c_contiguous and g.flags.c_contiguous):
+            return False
+        beta1, beta2 = self.betas
+        t = self.iterations
+        scalar = p.dtype.type  # float32 arithmetic for float32 weights, as in NumPy
+        l2, decay = (0.0, 1 - self.lr * self.weight_decay) if self.decoupled else (self.weight_decay, 1.0)
+        kernels.adam_kernel(
+            p.reshape(-1),
+            g.reshape(-1),
+            self.state["m"][i].reshape(-1),
+            self.state["v"][i].reshape(-1),
+            (backup if backup is not None else self._scratch[i][0]).reshape(-1),
+            scalar(beta1),
+            scalar(beta2),
+            scalar(self.lr / (1 - beta1**t)),
+            scalar(math.sqrt(1 - beta2**t)),
+            scalar(self.eps),
+            scalar(l2),
+            scalar(decay),
+        )
+        return True
+
     def config(self) -> dict[str, Any]:
         return {**super().config(), "betas": list(self.betas), "eps": self.eps}
 
@@ -204,7 +269,9 @@ class RMSProp(Optimizer):
 
     slots = ("square_avg",)
 
-    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0
+    ) -> None:
         super().__init__(lr, weight_decay)
         _check_number("alpha", alpha, low=0.0, high=1.0)
         _check_number("eps", eps, low=0.0)

@@ -20,6 +20,14 @@ def check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _as_array(value: Any, name: str, expected: str) -> np.ndarray:
+    """np.asarray, turning NumPy's error for ragged nested lists into a ShapeError."""
+    try:
+        return np.asarray(value)
+    except ValueError as e:  # "setting an array element with a sequence ... inhomogeneous shape"
+        raise ShapeError(f"{name}: expected {expected}, got a ragged nested sequence ({e})") from None
+
+
 def check_features(x: Any, n_features: int | None, name: str = "x") -> np.ndarray:
     """x: (n, n_features), or (n, *dims) with prod(dims) == n_features (flattened, no copy).
 
@@ -27,7 +35,7 @@ def check_features(x: Any, n_features: int | None, name: str = "x") -> np.ndarra
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise DTypeError(f"{name}: expected a numeric array of shape (n, {n_features}), got {type(x).__name__}")
-    x = np.asarray(x)
+    x = _as_array(x, name, f"a numeric array of shape (n, {n_features})")
     if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise DTypeError(f"{name}: expected a numeric (integer or float) array, got dtype {x.dtype}")
     if x.ndim < 2:
@@ -57,7 +65,7 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, name: str 
     """
     if isinstance(y, (str, bytes)) or y is None:
         raise DTypeError(f"{name}: expected a numeric array of {n_samples} targets, got {type(y).__name__}")
-    y = np.asarray(y)
+    y = _as_array(y, name, f"a numeric array of {n_samples} targets")
     if y.dtype == bool:
         y = y.astype(np.int64)
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
@@ -69,6 +77,11 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, name: str 
     if isinstance(loss, CrossEntropyLogit):
         return _class_labels(y, n_outputs, name)
     if isinstance(loss, Logistic):
+        if n_outputs != 1:
+            raise ShapeError(
+                f"loss: the logistic loss needs a network with 1 output, this one has {n_outputs} "
+                "(use crossEntropyLogit for several classes)"
+            )
         if y.size != n_samples:
             raise ShapeError(f"{name}: expected shape ({n_samples},) or ({n_samples}, 1), got {y.shape}")
         if y.min() < 0 or y.max() > 1:

