@@ -19,6 +19,17 @@ from .errors import ConfigError, ShapeError
 from .init import get_initializer
 
 
+def float_dtype(dtype: Any) -> np.dtype:
+    """``np.dtype(dtype)`` if it is float32 or float64, else ConfigError: the only dtypes layers compute in."""
+    try:
+        result = np.dtype(dtype)
+    except TypeError:
+        result = None
+    if result not in (np.float32, np.float64):
+        raise ConfigError(f"dtype: expected float32 or float64, got {dtype!r}")
+    return result
+
+
 class Layer:
     """Base class.  ``params`` / ``grads`` map names to arrays of equal shapes."""
 
@@ -74,7 +85,7 @@ class Dense(Layer):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"Dense: {arg} must be a positive integer, got {value!r}")
         self.n_in, self.n_out = int(n_in), int(n_out)
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype)
         init_fn = get_initializer(init)
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         kwargs = {} if init_scale is None else {"scale": init_scale}
@@ -217,7 +228,7 @@ class Rescale(Layer):
     def __init__(self, scale: float, dtype: Any = np.float32) -> None:
         super().__init__()
         self.scale = float(scale)
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = x.astype(self.dtype)

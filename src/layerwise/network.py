@@ -15,7 +15,7 @@ import numpy as np
 
 from .arch import Architecture, parse_architecture
 from .errors import ConfigError, ShapeError
-from .layers import Dense, Layer, ReLU, Rescale, get_activation
+from .layers import Dense, Layer, ReLU, Rescale, float_dtype, get_activation
 
 
 class Sequential:
@@ -31,7 +31,7 @@ class Sequential:
         dtypes = {p.dtype for layer in self.layers for p in layer.params.values()}
         if dtype is None:
             dtype = dtypes.pop() if len(dtypes) == 1 else np.float32
-        elif dtypes - {np.dtype(dtype)}:
+        elif dtypes - {float_dtype(dtype)}:
             raise ConfigError(f"dtype: layers hold {sorted(map(str, dtypes))}, but dtype={dtype}")
         if len(dtypes) > 1:
             raise ConfigError(f"dtype: layers mix parameter dtypes {sorted(map(str, dtypes))}")
@@ -179,12 +179,7 @@ class NeuralNetwork(Sequential):
     ) -> None:
         if isinstance(n_inputs, bool) or not isinstance(n_inputs, (int, np.integer)) or n_inputs < 1:
             raise ConfigError(f"n_inputs: expected a positive integer, got {n_inputs!r}")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise ConfigError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-        if dtype not in (np.float32, np.float64):
-            raise ConfigError(f"dtype: expected float32 or float64, got {dtype}")
+        dtype = float_dtype(dtype)
         self.architecture = _normalise_architecture(architecture)
         rng = np.random.default_rng(seed)
         layers: list[Layer] = []

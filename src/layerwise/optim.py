@@ -103,7 +103,10 @@ class Optimizer:
             )
         for key, value in state["config"].items():
             setattr(self, key, value)
-        self.iterations = int(state["iterations"])
+        iterations = state["iterations"]
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ModelFileError(f"optimizer state: iterations must be an integer >= 0, got {iterations!r}")
+        self.iterations = int(iterations)
         self.state = {k: [np.array(a) for a in v] for k, v in state["slots"].items()}
         self._scratch = []
 
@@ -307,10 +310,16 @@ def get_optimizer(optimizer: str | Optimizer | type[Optimizer], **kwargs: Any) -
     """An optimizer from a case-insensitive name (``"SGD"``, ``"ADAM"``...), class or instance."""
     if isinstance(optimizer, Optimizer):
         return optimizer
+    cls = None
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
-        return optimizer(**kwargs)
-    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
-        return OPTIMIZERS[optimizer.lower()](**kwargs)
+        cls = optimizer
+    elif isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        cls = OPTIMIZERS[optimizer.lower()]
+    if cls is not None:
+        try:
+            return cls(**kwargs)
+        except TypeError as e:  # an unknown keyword: name it as a configuration error
+            raise ConfigError(f"optimizer {cls.__name__}: {e}") from None
     raise ConfigError(
         f"optimizer: expected one of {sorted(c.__name__ for c in OPTIMIZERS.values())} "
         f"(any case) or an Optimizer, got {optimizer!r}"
