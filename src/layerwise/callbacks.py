@@ -101,7 +101,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.model.net.flat_params.copy()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:  # Keras: stop after `patience` epochs without improvement
             self.stopped_epoch = epoch
             self.model.stop_training = True
             if self.restore_best_weights and self.best_weights is not None:
@@ -123,8 +123,8 @@ class LearningRateScheduler(Callback):
         self.model.optimizer.lr = lr
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs is not None:
-            logs["lr"] = self.model.optimizer.lr
+        # History has already taken this epoch's logs, so record the rate in it directly.
+        self.model.history.history.setdefault("lr", []).append(self.model.optimizer.lr)
 
 
 class ModelCheckpoint(Callback):
