@@ -1,0 +1,195 @@
+"""The seed's Problem 4: three networks on MNIST, our accuracies beside the seed's.
+
+``layerwise reproduce hw2`` runs ``run()`` and prints ``format_table()``.  Every
+net is trained with the cross-entropy loss on softmax logits, from raw uint8 pixels
+scaled by 1/255 inside the network, on all 60,000 training images; the train and
+test accuracies are ``Model.evaluate`` on the full training and test sets after
+the last epoch.  The settings below were chosen by measuring per-epoch train and
+test accuracy for several candidates (seed 0) and picking ones whose results sit
+well inside the ±1-point window around the seed's numbers, at every epoch near the
+chosen count, not only at the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+#: One dict per network: the seed's reported accuracies (percent) and our settings.
+NETWORKS: list[dict[str, Any]] = [
+    {
+        "name": "a",
+        "arch": "[(10,Linear)]",
+        "seed_train": 93.0,
+        "seed_test": 92.0,
+        # Softmax regression.  Adam 1e-3 at batch 64, 10 epochs: 93.09/92.66 (seed 0),
+        # 93.16/92.77 (seed 1); it creeps up by ~0.05 points per epoch from there.
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "epochs": 10,
+        "batch_size": 64,
+        "seed": 0,
+    },
+    {
+        "name": "b",
+        "arch": "[(24,ReLU),(10,Linear)]",
+        "seed_train": 99.0,
+        "seed_test": 96.0,
+        # The seed does not give b's layers.  99% train with only 96% test is a net
+        # that fits the training set but generalises clearly worse than c): a narrow
+        # hidden layer.  Measured (train / test %, seeds 0, 1, 2), 24 ReLU units,
+        # Adam 3e-3 at batch 64 with the lr decayed along a cosine to 1% over 40
+        # epochs: 99.38/96.38, 99.40/96.59, 99.48/95.78.  Without the decay the
+        # same net creeps to only ~98.7% train in 40 epochs; 32 units reach 99% but
+        # test ~96.9-97.05%, at the window's edge; 28 units land in between.
+        "optimizer": "adam",
+        "lr": 3e-3,
+        "schedule": "cosine",  # lr(epoch): half a cosine from lr towards lr/100 over the epochs
+        "epochs": 40,
+        "batch_size": 64,
+        "seed": 0,
+    },
+    {
+        "name": "c",
+        "arch": "[(140,ReLU),(10,Linear)]",
+        "seed_train": 100.0,
+        "seed_test": 97.0,
+        # The seed's 784-140-10 ReLU net.  Adam 1e-3 at batch 128, 10 epochs:
+        # 99.47/97.74 (seed 0), 99.39/97.67 (seed 1); it passes 99% train at epoch 7.
+        # Batch 32 (the train command's default) reaches ~97.9-98.0% test, too
+        # close to the window's upper edge (98%).
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "epochs": 10,
+        "batch_size": 128,
+        "seed": 0,
+    },
+]
+
+#: Allowed distance (percentage points) from the seed's train and test accuracies.
+TOLERANCE = 1.0
+
+
+def train_one(
+    spec: dict[str, Any], data: tuple[Any, ...], epochs: int | None = None, verbose: int = 1
+) -> tuple[Any, dict[str, Any]]:
+    """Train the network ``spec`` on ``data`` = (x_train, y_train, x_test, y_test) rows of uint8."""
+    from ..callbacks import LearningRateScheduler
+    from ..model import Model
+    from ..network import NeuralNetwork
+    from ..optim import get_optimizer
+    from ..schedules import CosineDecay
+
+    x, y, xt, yt = data
+    epochs = epochs or spec["epochs"]
+    net = NeuralNetwork(x.shape[1], spec["arch"], seed=spec["seed"], input_scale=1 / 255)
+    model = Model(net, loss="crossEntropyLogit", optimizer=get_optimizer(spec["optimizer"], lr=spec["lr"]))
+    callbacks = []
+    if spec.get("schedule") == "cosine":
+        callbacks.append(LearningRateScheduler(CosineDecay(spec["lr"], epochs, spec["lr"] / 100)))
+    start = time.perf_counter()
+    history = model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=spec["batch_size"],
+        validation_data=(xt, yt),
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    train_loss, train_acc = model.evaluate(x, y)
+    test_loss, test_acc = model.evaluate(xt, yt)
+    train_pct, test_pct = 100 * train_acc, 100 * test_acc
+    result = {
+        **spec,
+        "epochs": epochs,
+        "train_accuracy": train_pct,
+        "test_accuracy": test_pct,
+        "train_loss": train_loss,
+        "test_loss": test_loss,
+        "seconds": seconds,
+        "within_tolerance": abs(train_pct - spec["seed_train"]) <= TOLERANCE
+        and abs(test_pct - spec["seed_test"]) <= TOLERANCE,
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+    }
+    return model, result
+
+
+def run(
+    out_dir: str | Path = "runs/hw2",
+    epochs: int | None = None,
+    data_dir: str | Path | None = None,
+    verbose: int = 1,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train a), b), c) on MNIST; write results.json, learning_curves.png and {a,b,c}.npz to out_dir."""
+    from .. import plots
+    from ..data import flatten, load
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    (x, y), (xt, yt) = load("mnist", data_dir)
+    data = (flatten(x), y, flatten(xt), yt)
+    results = []
+    for spec in NETWORKS:
+        log(
+            f"{spec['name']}) {spec['arch']}: {spec['optimizer']} lr {spec['lr']:g}"
+            f"{' (cosine decay)' if spec.get('schedule') else ''}, {epochs or spec['epochs']} epochs, "
+            f"batch {spec['batch_size']}",
+            flush=True,
+        )
+        model, result = train_one(spec, data, epochs, verbose)
+        model.train_config.update(dataset="mnist", arch=spec["arch"], seed=spec["seed"])
+        model.save(out / f"{spec['name']}.npz")
+        log(
+            f"   train {result['train_accuracy']:.2f}%  test {result['test_accuracy']:.2f}%  "
+            f"({result['seconds']:.1f} s)",
+            flush=True,
+        )
+        results.append(result)
+    summary = {
+        "experiment": "hw2",
+        "dataset": "mnist",
+        "tolerance_points": TOLERANCE,
+        "epochs_override": epochs,
+        "total_seconds": time.perf_counter() - start,
+        "all_within_tolerance": all(r["within_tolerance"] for r in results),
+        "networks": results,
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plots.combined_learning_curves(
+        {f"{r['name']}) {r['arch']}": r["history"] for r in results},
+        out / "learning_curves.png",
+        title="Problem 4 on MNIST: learning curves",
+    )
+    return summary
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The seed's accuracies beside ours, one row per network."""
+    rows = summary["networks"]
+    width = max(len("architecture"), *(len(r["arch"]) for r in rows))
+    head = (
+        f"{'net':<4}{'architecture':<{width}}  {'training':<22}  {'seed train':>10}  {'ours':>6}  "
+        f"{'seed test':>9}  {'ours':>6}  {'ok':>3}  {'time':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        schedule = " cos" if r.get("schedule") else ""
+        training = f"{r['optimizer']} {r['lr']:g}{schedule}, {r['epochs']}x{r['batch_size']}"
+        lines.append(
+            f"{r['name'] + ')':<4}{r['arch']:<{width}}  {training:<22}  {r['seed_train']:>9.0f}%  "
+            f"{r['train_accuracy']:>5.2f}%  {r['seed_test']:>8.0f}%  {r['test_accuracy']:>5.2f}%  "
+            f"{'yes' if r['within_tolerance'] else 'NO':>3}  {r['seconds']:>5.1f}s"
+        )
+    lines.append("-" * len(head))
+    lines.append(
+        f"total {summary['total_seconds']:.1f} s; ok = within ±{summary['tolerance_points']:g} point of the seed "
+        f"on both train and test"
+        + (f"; epochs overridden to {summary['epochs_override']}" if summary["epochs_override"] else "")
+    )
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""PNG plots for the command line: learning curves, confusion matrix, weight templates.
+
+matplotlib runs on its Agg backend (set here, before pyplot is imported), so no
+display is needed.  Every function writes one PNG and closes its figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+__all__ = ["combined_learning_curves", "confusion_matrix", "learning_curves", "weight_templates"]
+
+_DPI = 110
+
+
+def _epochs(values: Sequence[float]) -> np.ndarray:
+    return np.arange(1, len(values) + 1)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
+def learning_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str | None = None) -> Path:
+    """Loss (left) and accuracy (right) per epoch, training and validation/test."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for key, label, style in (("loss", "train", "-o"), ("val_loss", "test", "--s")):
+        if history.get(key):
+            ax_loss.plot(_epochs(history[key]), history[key], style, label=label, markersize=3)
+    for key, label, style in (("accuracy", "train", "-o"), ("val_accuracy", "test", "--s")):
+        if history.get(key):
+            ax_acc.plot(_epochs(history[key]), 100 * np.asarray(history[key]), style, label=label, markersize=3)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def combined_learning_curves(
+    runs: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str | None = None
+) -> Path:
+    """Several runs in one figure: loss and accuracy per epoch, train solid and test dashed."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, history) in enumerate(runs.items()):
+        color = colors[i % len(colors)]
+        for ax, key, scale in ((ax_loss, "loss", 1), (ax_acc, "accuracy", 100)):
+            if history.get(key):
+                ax.plot(
+                    _epochs(history[key]), scale * np.asarray(history[key]), "-", color=color, label=f"{label} train"
+                )
+            if history.get(f"val_{key}"):
+                ax.plot(
+                    _epochs(history[f"val_{key}"]),
+                    scale * np.asarray(history[f"val_{key}"]),
+                    "--",
+                    color=color,
+                    label=f"{label} test",
+                )
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def confusion_matrix(
+    matrix: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None, title: str | None = None
+) -> Path:
+    """``matrix[true, predicted]`` as a heat map with the counts written in the cells."""
+    matrix = np.asarray(matrix)
+    n = matrix.shape[0]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
+    fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    ax.set_xticklabels(
+        names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right" if max(map(len, names)) > 2 else "center"
+    )
+    ax.set_yticklabels(names)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] > threshold else "black",
+            )
+    return _save(fig, path)
+
+
+def weight_templates(
+    W: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None, title: str | None = None
+) -> Path:
+    """The columns of a linear layer's W (n_in, n_classes) as side×side images, one per class.
+
+    Red pixels push the class's score up, blue ones down; each template has its own
+    symmetric colour scale.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    side = int(round(W.shape[0] ** 0.5))
+    if side * side != W.shape[0]:
+        raise ValueError(f"weight_templates: {W.shape[0]} inputs are not a square image")
+    n = W.shape[1]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
+    cols = min(n, 5)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), layout="constrained", squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        template = W[:, k].reshape(side, side)
+        limit = float(np.abs(template).max()) or 1.0
+        ax.imshow(template, cmap="seismic", vmin=-limit, vmax=limit)
+        ax.set_title(names[k], fontsize=9)
+    fig.suptitle(title or "learned weight templates")
+    return _save(fig, path)
