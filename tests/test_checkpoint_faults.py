@@ -1,6 +1,6 @@
 """Issue 5, item 3 (the fault test): a crash while a checkpoint is written loses nothing.
 
-``layerwise.io.atomic_write`` writes a temporary file beside the target, fsyncs
+``layerwise.atomic.atomic_write`` writes a temporary file beside the target, fsyncs
 it and renames it over the target.  Whatever fails on the way (the writer, the
 fsync, the rename, a Ctrl-C, or SIGKILL of the whole process) the previous
 checkpoint at the path must still load with its old weights and training state.
@@ -104,10 +104,10 @@ def test_crash_before_rename(old_and_new, monkeypatch, exc, where):
         temps.extend(str(a) for a in args if isinstance(a, (str, Path)))
         raise exc
 
-    monkeypatch.setattr(lwio.os, where, failing)
+    monkeypatch.setattr(os, where, failing)
     with pytest.raises(type(exc)):
         checkpoint(new, path)
-    monkeypatch.setattr(lwio.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert_old_checkpoint_intact(path, old)
     assert_no_stray_files(path)
     if where == "replace":  # the file it was about to rename was the temporary one, beside the target

@@ -26,9 +26,7 @@ class _Parser:
         self.pos = 0
 
     def fail(self, message: str, pos: int | None = None) -> ArchitectureParseError:
-        return ArchitectureParseError(
-            message, self.text, self.pos if pos is None else pos
-        )
+        return ArchitectureParseError(message, self.text, self.pos if pos is None else pos)
 
     def skip_spaces(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos].isspace():
@@ -77,9 +75,7 @@ class _Parser:
                 raise self.fail(f"unclosed quote {quote}", start)
             self.pos += 1
         if word.lower() not in ACTIVATIONS:
-            raise self.fail(
-                f"unknown activation {word!r} (known: {', '.join(sorted(ACTIVATIONS))})", word_start
-            )
+            raise self.fail(f"unknown activation {word!r} (known: {', '.join(sorted(ACTIVATIONS))})", word_start)
         return word.lower()
 
     def item(self) -> tuple[int, str]:

@@ -38,6 +38,7 @@ import numpy as np
 
 import layerwise as lw
 import layerwise.data
+from layerwise.atomic import atomic_write
 
 HIDDEN, CLASSES, LR = 140, 10, 1e-3
 
@@ -68,6 +69,12 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def layerwise_model(seed: int) -> lw.Model:
+    """784-140(ReLU)-10 on raw uint8 pixels (scaled by 1/255 inside the network), Adam(1e-3)."""
+    net = lw.NeuralNetwork(784, [(HIDDEN, "ReLU"), (CLASSES, "Linear")], seed=seed, input_scale=1 / 255)
+    return lw.Model(net, loss="crossEntropyLogit", optimizer=lw.optim.Adam(LR))
+
+
 # -- the three systems: each has make(seed), epoch(model, batch), accuracy(model) ----------
 class Layerwise:
     name = "layerwise"
@@ -77,8 +84,7 @@ class Layerwise:
         self.xt, self.yt = data["x_test_u8"], data["y_test"]
 
     def make(self, seed: int) -> lw.Model:
-        net = lw.NeuralNetwork(784, [(HIDDEN, "ReLU"), (CLASSES, "Linear")], seed=seed, input_scale=1 / 255)
-        return lw.Model(net, loss="crossEntropyLogit", optimizer=lw.optim.Adam(LR))
+        return layerwise_model(seed)
 
     def epoch(self, model: lw.Model, batch: int, limit: int | None) -> None:
         n = limit or len(self.x)
@@ -101,11 +107,18 @@ class Torch:
         self.xt = torch.from_numpy(data["x_test"])
 
     def make(self, seed: int) -> Any:
+        """The same initial weights as layerwise's network for this seed: the accuracy guard
+        then compares the two updates, not two initialisations."""
         torch = self.torch
-        torch.manual_seed(seed)
-        net = torch.nn.Sequential(
-            torch.nn.Linear(784, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, CLASSES)
-        )
+        torch.manual_seed(seed)  # the shuffle
+        net = torch.nn.Sequential(torch.nn.Linear(784, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, CLASSES))
+        twin = layerwise_model(seed).net
+        with torch.no_grad():
+            for linear, dense in zip(
+                (net[0], net[2]), [lay for lay in twin.layers if isinstance(lay, lw.Dense)], strict=True
+            ):
+                linear.weight.copy_(torch.from_numpy(dense.W.T.copy()))
+                linear.bias.copy_(torch.from_numpy(dense.b.copy()))
         return net, torch.optim.Adam(net.parameters(), lr=LR)
 
     def epoch(self, model: Any, batch: int, limit: int | None) -> None:
@@ -205,6 +218,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = blas_threads()
     systems: list[Any] = [Layerwise(data)]
     if not args.only_layerwise:
+        try:
+            import sklearn  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise lw.errors.ConfigError(
+                f"bench: {e.name} is not installed; `pip install layerwise[bench]`, or pass --only-layerwise"
+            ) from None
         systems += [Torch(data, threads), Sklearn(data)]
     n = limit or len(data["x_train"])
     flops_per_epoch = 6 * (784 * HIDDEN + HIDDEN * CLASSES) * n
@@ -270,9 +290,7 @@ def print_batch(batch: int, entry: dict[str, Any]) -> None:
                 f"  {name:<20} {r['median_s']:8.3f}  ({r['min_s']:.3f}–{r['max_s']:.3f})"
                 f"    {r['test_accuracy']:.4f}    {100 * r['roofline_fraction']:5.1f}%"
             )
-    ratios = ", ".join(
-        f"{k.removeprefix('ratio_')}: {v:.2f}×" for k, v in entry.items() if k.startswith("ratio")
-    )
+    ratios = ", ".join(f"{k.removeprefix('ratio_')}: {v:.2f}×" for k, v in entry.items() if k.startswith("ratio"))
     if ratios:
         print(f"  layerwise time / peer time: {ratios}")
 
@@ -294,9 +312,7 @@ def print_summary(results: dict[str, Any]) -> None:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="layerwise bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512], metavar="B")
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="timed epochs per system and batch size (default 3)"
-    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per system and batch size (default 5)")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument(
         "--tiny",
@@ -319,7 +335,8 @@ def run_with(args: argparse.Namespace) -> int:
         args.limit, args.repeats, args.batch_sizes = args.limit or 640, 1, [32]
     results = run(args)
     if args.json:
-        lw.io.atomic_write(args.json, lambda f: f.write(json.dumps(results, indent=2).encode()))
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(results, indent=2).encode())
         print(f"wrote {args.json}")
     return 0
 

@@ -91,9 +91,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         if self.monitor not in logs:
-            raise ConfigError(
-                f"EarlyStopping: monitor {self.monitor!r} is not among the logged metrics {sorted(logs)}"
-            )
+            raise ConfigError(f"EarlyStopping: monitor {self.monitor!r} is not among the logged metrics {sorted(logs)}")
         value = logs[self.monitor]
         if self._improved(value):
             self.best, self.wait = value, 0
@@ -150,8 +148,7 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             if self.monitor not in logs:
                 raise ConfigError(
-                    f"ModelCheckpoint: monitor {self.monitor!r} is not among the logged metrics "
-                    f"{sorted(logs)}"
+                    f"ModelCheckpoint: monitor {self.monitor!r} is not among the logged metrics {sorted(logs)}"
                 )
             value = logs[self.monitor]
             better = value < self.best if self.mode == "min" else value > self.best

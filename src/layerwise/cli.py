@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  layerwise evaluate runs/mlp/model.npz --dataset mnist\n"
             "  layerwise predict runs/mlp/model.npz digit.png\n"
             "  layerwise summary runs/mlp/model.npz\n"
-            "  layerwise reproduce hw2\n\n"
+            "  layerwise reproduce hw2\n"
+            "  layerwise bench --json bench.json\n\n"
             "Data sets are looked for in --data-dir, then $LAYERWISE_DATA/<name>/, then the cache.\n"
             "Exit codes: 0 ok, 2 user error (one line 'layerwise: error: ...'), 1 runtime failure,\n"
             "130/143 training interrupted by SIGINT/SIGTERM (a checkpoint was written)."
@@ -276,6 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="folder holding MNIST's four IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
+
+    # -- bench ---------------------------------------------------------------------
+    from . import bench
+
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="time an MNIST training epoch against PyTorch and scikit-learn",
+        description=bench.__doc__,
+    )
+    bench.build_parser(p)
+    p.set_defaults(func=bench.run_with)
     return parser
 
 
@@ -374,10 +388,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from .io import atomic_write
+    from .atomic import atomic_write
 
     text = json.dumps(data, indent=2, default=_json_default) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    with atomic_write(path) as f:
+        f.write(text.encode())
 
 
 def _json_default(value: Any) -> Any:

@@ -71,9 +71,7 @@ def gradcheck(
     grads = dict(zip(params, target.gradients(), strict=True)) if isinstance(target, Sequential) else dict(target.grads)
     for name, p in params.items():
         if p.dtype != np.float64:
-            raise DTypeError(
-                f"{name}: gradcheck needs float64 parameters, got {p.dtype} (use dtype=np.float64)"
-            )
+            raise DTypeError(f"{name}: gradcheck needs float64 parameters, got {p.dtype} (use dtype=np.float64)")
     probe = np.random.default_rng(seed).standard_normal(np.shape(target.forward(x.copy())))
 
     def f() -> float:

@@ -52,7 +52,6 @@ def get_initializer(name: str | Initializer) -> Initializer:
         return name
     if not isinstance(name, str) or name.lower() not in INITIALIZERS:
         raise ConfigError(
-            f"init: expected one of {sorted(INITIALIZERS)} or a callable "
-            f"(n_in, n_out, rng) -> array, got {name!r}"
+            f"init: expected one of {sorted(INITIALIZERS)} or a callable (n_in, n_out, rng) -> array, got {name!r}"
         )
     return INITIALIZERS[name.lower()]

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import LayerwiseError, ModelFileError
 from .layers import layer_from_config
 from .losses import get_loss
@@ -64,23 +63,8 @@ def save_model(model: Model, path: str | Path, train_state: dict[str, Any] | Non
         for k, value in enumerate(values):
             arrays[f"optimizer/{slot}/{k}"] = value
     arrays[HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_model(path: str | Path) -> Model:
@@ -130,8 +114,12 @@ def load_model(path: str | Path) -> Model:
         opt_slots[slot] = [arrays[key]]
     try:
         optimizer.load_state_dict(
-            {"name": opt_header["name"], "config": opt_header["config"],
-             "iterations": opt_header.get("iterations", 0), "slots": opt_slots}
+            {
+                "name": opt_header["name"],
+                "config": opt_header["config"],
+                "iterations": opt_header.get("iterations", 0),
+                "slots": opt_slots,
+            }
         )
     except (LayerwiseError, TypeError, ValueError) as e:
         raise ModelFileError(f"{where}: bad optimizer state ({e})") from None
@@ -205,7 +193,8 @@ def _read_archive(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelFileError(f"{path}: the header is not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a layerwise model file (format {header.get('format') if isinstance(header, dict) else None!r})")
+        found = header.get("format") if isinstance(header, dict) else None
+        raise ModelFileError(f"{path}: not a layerwise model file (format {found!r}, expected {FORMAT!r})")
     if header.get("version") != VERSION:
         raise ModelFileError(
             f"{path}: unknown format version {header.get('version')!r}; this layerwise reads version {VERSION}"
@@ -263,4 +252,3 @@ def _read_npy(f: io.BufferedIOBase, stored_size: int, where: str) -> np.ndarray:
 def load(path: str | Path) -> Model:
     """``layerwise.load(path)``: the Model saved at ``path``."""
     return load_model(path)
-

@@ -262,8 +262,7 @@ def get_activation(name: str | type[Activation] | Activation) -> type[Activation
     if isinstance(name, str) and name.lower() in ACTIVATIONS:
         return ACTIVATIONS[name.lower()]
     raise ConfigError(
-        f"activation: expected one of {sorted(set(ACTIVATIONS))} (any case) or an "
-        f"Activation class, got {name!r}"
+        f"activation: expected one of {sorted(set(ACTIVATIONS))} (any case) or an Activation class, got {name!r}"
     )
 
 

@@ -154,9 +154,7 @@ def get_loss(loss: str | Loss | type[Loss]) -> Loss:
         key = loss.lower().replace("_", "").replace("-", "").replace(" ", "")
         if key in LOSSES:
             return LOSSES[key]()
-    raise ConfigError(
-        f"loss: expected one of 'crossEntropyLogit', 'logistic', 'mse' (or a Loss), got {loss!r}"
-    )
+    raise ConfigError(f"loss: expected one of 'crossEntropyLogit', 'logistic', 'mse' (or a Loss), got {loss!r}")
 
 
 def loss_name(loss: Any) -> str:

@@ -79,9 +79,7 @@ class Model:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ConfigError("validation_data: expected a pair (x_val, y_val)")
-            validation_data = self._check_xy(
-                *validation_data, names=("validation_data[0]", "validation_data[1]")
-            )
+            validation_data = self._check_xy(*validation_data, names=("validation_data[0]", "validation_data[1]"))
         x = self._as_input(x)
         history = History()
         if resume is not None:
@@ -104,7 +102,10 @@ class Model:
         for epoch in range(start_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
-            logs = self._train_epoch(x, y, epoch, epochs, batch_size, shuffle, verbose, resume)
+            # Overflow is handled by the divergence check (a clear error, finite weights kept),
+            # so NumPy's RuntimeWarnings would only be noise in front of it.
+            with np.errstate(over="ignore", invalid="ignore"):
+                logs = self._train_epoch(x, y, epoch, epochs, batch_size, shuffle, verbose, resume)
             self._check_finite_weights(epoch)
             resume = None
             if logs is None:  # interrupted: train_state holds where we are

@@ -98,9 +98,7 @@ class Optimizer:
         if state.get("name") != type(self).__name__:
             raise ModelFileError(f"optimizer state: is for {state.get('name')!r}, not {type(self).__name__}")
         if set(state["slots"]) - set(self.slots):
-            raise ModelFileError(
-                f"optimizer state: unexpected slots {sorted(set(state['slots']) - set(self.slots))}"
-            )
+            raise ModelFileError(f"optimizer state: unexpected slots {sorted(set(state['slots']) - set(self.slots))}")
         for key, value in state["config"].items():
             setattr(self, key, value)
         iterations = state["iterations"]
@@ -234,8 +232,9 @@ class Adam(Optimizer):
             self.state["m"][i].reshape(-1),
             self.state["v"][i].reshape(-1),
             (backup if backup is not None else self._scratch[i][0]).reshape(-1),
-            scalar(beta1),
+            scalar(1 - beta1),
             scalar(beta2),
+            scalar(1 - beta2),
             scalar(self.lr / (1 - beta1**t)),
             scalar(math.sqrt(1 - beta2**t)),
             scalar(self.eps),
@@ -272,9 +271,7 @@ class RMSProp(Optimizer):
 
     slots = ("square_avg",)
 
-    def __init__(
-        self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0
-    ) -> None:
+    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
         _check_number("alpha", alpha, low=0.0, high=1.0)
         _check_number("eps", eps, low=0.0)

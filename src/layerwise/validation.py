@@ -51,9 +51,7 @@ def check_features(x: Any, n_features: int | None, name: str = "x") -> np.ndarra
         raise ShapeError(f"{name}: expected {n_features} features per sample, got shape {x.shape}")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
-        raise InputError(
-            f"{name}: expected finite values, got {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
-        )
+        raise InputError(f"{name}: expected finite values, got {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
     return x
 
 
@@ -85,7 +83,9 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, name: str 
         if y.size != n_samples:
             raise ShapeError(f"{name}: expected shape ({n_samples},) or ({n_samples}, 1), got {y.shape}")
         if y.min() < 0 or y.max() > 1:
-            raise LabelError(f"{name}: expected targets in [0, 1] for the logistic loss, got range [{y.min()}, {y.max()}]")
+            raise LabelError(
+                f"{name}: expected targets in [0, 1] for the logistic loss, got range [{y.min()}, {y.max()}]"
+            )
         return y.reshape(n_samples, 1)
     if y.ndim == 1 and n_outputs == 1:
         y = y[:, None]
@@ -107,11 +107,14 @@ def _class_labels(y: np.ndarray, n_classes: int, name: str) -> np.ndarray:
         return ones.argmax(axis=1)
     if y.ndim != 1:
         raise ShapeError(f"{name}: expected labels of shape (n,) or one-hot (n, {n_classes}), got {y.shape}")
-    if np.issubdtype(y.dtype, np.floating):
-        if not np.array_equal(y, np.round(y)):
-            raise LabelError(f"{name}: expected integer class labels, got non-integer values such as {y[y != np.round(y)][0]}")
+    if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
+        raise LabelError(
+            f"{name}: expected integer class labels, got non-integer values such as {y[y != np.round(y)][0]}"
+        )
     low, high = y.min(), y.max()
     if low < 0 or high >= n_classes:
         culprit = low if low < 0 else high
-        raise LabelError(f"{name}: expected labels in [0, {n_classes - 1}] (the network has {n_classes} outputs), got {culprit}")
+        raise LabelError(
+            f"{name}: expected labels in [0, {n_classes - 1}] (the network has {n_classes} outputs), got {culprit}"
+        )
     return y.astype(np.intp, copy=False)

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from layerwise.atomic import atomic_write
 from layerwise.data.idx import (
     PathLike,
-    atomic_write,
     check_idx_pair,
     decompress_idx,
     parse_idx_bytes,

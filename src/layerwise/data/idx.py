@@ -31,21 +31,17 @@ import math
 import os
 import stat
 import struct
-import uuid
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from layerwise.atomic import atomic_write
 from layerwise.errors import DataFormatError, DTypeError, ShapeError
 
 __all__ = [
     "DTYPE_CODES",
-    "atomic_write",
     "check_idx_pair",
     "decompress_idx",
     "load_idx_pair",
@@ -296,29 +292,6 @@ def _encode_header(arr: np.ndarray, name: str) -> tuple[bytes, np.dtype]:
         )
     header = struct.pack(f">BBBB{arr.ndim}I", 0, 0, code, arr.ndim, *arr.shape)
     return header, DTYPE_CODES[code]
-
-
-@contextmanager
-def atomic_write(path: PathLike) -> Iterator[BinaryIO]:
-    """Write to a temporary file beside ``path``; move it onto ``path`` on success.
-
-    Readers never see a half-written file: the data only replaces ``path`` (with
-    ``os.replace``, atomic within one file system) after it was written and synced.
-    If the ``with`` block raises, the temporary file is removed, ``path`` untouched.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, as for a plain open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_idx(path: PathLike, array: np.ndarray, *, compress: bool | None = None) -> None:
