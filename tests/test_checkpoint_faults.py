@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 import layerwise as lw
-from layerwise import io as lwio
 from layerwise.io import save_model
 
 
