@@ -48,9 +48,13 @@ class Loss:
     def doBackward(self, y: np.ndarray | None = None) -> np.ndarray:  # noqa: N802
         return self.backward()
 
+    def correct(self, z: np.ndarray, y: np.ndarray) -> float:
+        """How many rows of z predict their y (NaN where that means nothing, e.g. regression)."""
+        return float("nan")
+
     def accuracy(self, z: np.ndarray, y: np.ndarray) -> float:
         """Fraction of rows of z whose prediction matches y (NaN where that means nothing)."""
-        return float("nan")
+        return self.correct(z, y) / len(z)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -88,9 +92,9 @@ class CrossEntropyLogit(Loss):
         dz /= m
         return dz
 
-    def accuracy(self, z: np.ndarray, y: np.ndarray) -> float:
+    def correct(self, z: np.ndarray, y: np.ndarray) -> float:
         labels = y if y.ndim == 1 else y.argmax(axis=1)
-        return float(np.mean(z.argmax(axis=1) == labels))
+        return np.count_nonzero(z.argmax(axis=1) == labels)
 
 
 class Logistic(Loss):
@@ -110,8 +114,8 @@ class Logistic(Loss):
     def backward(self) -> np.ndarray:
         return (self.p - self.y) / self.p.shape[0]
 
-    def accuracy(self, z: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean((z.reshape(-1) > 0) == (y.reshape(-1) > 0.5)))
+    def correct(self, z: np.ndarray, y: np.ndarray) -> float:
+        return np.count_nonzero((z.reshape(-1) > 0) == (y.reshape(-1) > 0.5))
 
 
 class MSE(Loss):
@@ -124,10 +128,10 @@ class MSE(Loss):
     def backward(self) -> np.ndarray:
         return self.diff * (2.0 / self.diff.size)
 
-    def accuracy(self, z: np.ndarray, y: np.ndarray) -> float:
+    def correct(self, z: np.ndarray, y: np.ndarray) -> float:
         if z.ndim == 2 and z.shape[1] > 1:  # regression onto one-hot targets: argmax agreement
             labels = y if y.ndim == 1 else y.argmax(axis=1)
-            return float(np.mean(z.argmax(axis=1) == labels))
+            return np.count_nonzero(z.argmax(axis=1) == labels)
         return float("nan")
 
 

@@ -208,7 +208,7 @@ class Model:
                 f"training diverged: the loss became {J} at epoch {epoch + 1}, step {step + 1}; "
                 "the model keeps its last finite weights (try a smaller learning rate)"
             )
-        correct = self.loss.accuracy(z, yb) * len(yb)
+        correct = self.loss.correct(z, yb)
         self.net.backward(self.loss.backward(), need_input_grad=False)
         self.optimizer.step(params, grads, backup=self._backup)
         return J, correct
@@ -239,7 +239,7 @@ class Model:
             z = self._forward(x[lo : lo + batch_size])
             yb = y[lo : lo + batch_size]
             total_loss += self.loss.forward(z, yb) * len(yb)
-            correct += self.loss.accuracy(z, yb) * len(yb)
+            correct += self.loss.correct(z, yb)
         return total_loss / len(x), correct / len(x)
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
