@@ -20,10 +20,10 @@ PyTorch and scikit-learn come with the ``bench`` extra; the library never import
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -64,6 +64,10 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def _timed(fn: Callable[[], Any]) -> float:
+    # Let the previous system's worker threads go idle and its garbage be collected
+    # first, so that no system pays for the one timed before it.
+    gc.collect()
+    time.sleep(0.2)
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -182,34 +186,30 @@ def load_data(limit: int | None) -> dict[str, np.ndarray]:
     }
 
 
+# The child reports its own high-water mark: ru_maxrss of children would include the
+# parent's memory, which a vfork'ed child borrows for a moment before exec.
+_REPORT_PEAK_RSS = """
+import sys
+from layerwise.cli import main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")), file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def peak_rss_of_train(epochs: int, limit: int | None) -> float:
-    """Peak resident memory (MB) of ``layerwise train`` (784-140-10) in a child process."""
+    """Peak resident memory (MB) of ``layerwise train`` (784-140-10, batch 32) in a fresh process."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [
-            sys.executable,
-            "-m",
-            "layerwise",
-            "train",
-            "--dataset",
-            "mnist",
-            "--arch",
-            "[(140,ReLU),(10,Linear)]",
-            "--epochs",
-            str(epochs),
-            "--batch-size",
-            "32",
-            "--out",
-            out,
-            "--quiet",
-        ]
+        cmd = [sys.executable, "-c", _REPORT_PEAK_RSS, "train", "--dataset", "mnist",
+               "--arch", "[(140,ReLU),(10,Linear)]", "--epochs", str(epochs), "--batch-size", "32",
+               "--out", out, "--quiet"]  # fmt: skip
         if limit:
             cmd += ["--limit", str(limit)]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:  # ru_maxrss of children is a maximum over all of them
-        raise RuntimeError("could not measure the child's peak memory")
-    return peak / 1024  # Linux reports kilobytes
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"layerwise train failed: {proc.stderr.strip()}")
+    return int(proc.stderr.split()[-1]) / 1024  # /proc reports kB
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -241,6 +241,11 @@ class Rescale(Layer):
     def config(self) -> dict[str, Any]:
         return {"type": "Rescale", "scale": self.scale}
 
+    def __repr__(self) -> str:
+        inverse = 1 / self.scale
+        shown = f"1/{round(inverse)}" if abs(inverse - round(inverse)) < 1e-9 else f"{self.scale!r}"
+        return f"Rescale(scale={shown})"
+
 
 ACTIVATIONS: dict[str, type[Activation]] = {
     "linear": Linear,

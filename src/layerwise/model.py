@@ -208,7 +208,7 @@ class Model:
                 f"training diverged: the loss became {J} at epoch {epoch + 1}, step {step + 1}; "
                 "the model keeps its last finite weights (try a smaller learning rate)"
             )
-        correct = self.loss.correct(z, yb)
+        correct = float(self.loss.correct(z, yb))
         self.net.backward(self.loss.backward(), need_input_grad=False)
         self.optimizer.step(params, grads, backup=self._backup)
         return J, correct
@@ -240,7 +240,7 @@ class Model:
             yb = y[lo : lo + batch_size]
             total_loss += self.loss.forward(z, yb) * len(yb)
             correct += self.loss.correct(z, yb)
-        return total_loss / len(x), correct / len(x)
+        return float(total_loss / len(x)), float(correct / len(x))
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Raw network outputs: (n, n_out)."""
