@@ -539,3 +539,38 @@ def test_checks_leave_caller_arrays_alone():
     before = x.copy()
     model.fit(x, one_hot, verbose=0)
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize(
+    ("state", "culprit"),
+    [
+        ("not a dict", "dict"),
+        ({"epoch": -1, "step": 0}, "'epoch'"),
+        ({"epoch": 0, "step": 1.5}, "'step'"),
+        ({"epoch": 0, "step": 0, "totals": {"loss": 0.0}}, "'totals'"),
+        (
+            {
+                "epoch": 0,
+                "step": 0,
+                "totals": {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0},
+                "rng_state": {"bit_generator": "MT19937"},
+            },
+            "'rng_state'",
+        ),
+    ],
+)
+def test_fit_refuses_a_bad_resume_state(state, culprit):
+    net = lw.NeuralNetwork(3, [(2, "Linear")], seed=0)
+    model = lw.Model(net)
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(lw.errors.ConfigError, match="resume") as info:
+        model.fit(x, np.array([0, 1, 0, 1]), verbose=0, resume=state)
+    assert culprit in str(info.value)
+
+
+def test_load_refuses_a_bad_train_state(tmp_path):
+    model = lw.Model(lw.NeuralNetwork(3, [(2, "Linear")], seed=0))
+    path = tmp_path / "ckpt.npz"
+    lw.io.save_model(model, path, train_state={"epoch": 0, "step": -3})
+    with pytest.raises(lw.errors.ModelFileError, match="'step'"):
+        lw.load(path)

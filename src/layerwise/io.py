@@ -30,6 +30,7 @@ from .layers import layer_from_config
 from .losses import get_loss
 from .network import Sequential
 from .optim import get_optimizer
+from .validation import train_state_problem
 
 if TYPE_CHECKING:
     from .model import Model
@@ -128,7 +129,10 @@ def load_model(path: str | Path) -> Model:
     if not isinstance(train_config, dict):
         raise ModelFileError(f"{where}: header 'train_config' should be an object, got {train_config!r}")
     model.train_config = train_config
-    model.train_state = header.get("train_state")
+    train_state = header.get("train_state")
+    if train_state is not None and (problem := train_state_problem(train_state)):
+        raise ModelFileError(f"{where}: bad training state in the header: {problem}")
+    model.train_state = train_state
     return model
 
 

@@ -20,7 +20,7 @@ from .layers import Rescale
 from .losses import CrossEntropyLogit, Logistic, get_loss, softmax
 from .network import Sequential
 from .optim import Optimizer, get_optimizer
-from .validation import check_features, check_positive_int, check_targets
+from .validation import check_features, check_positive_int, check_targets, train_state_problem
 
 
 class Model:
@@ -80,6 +80,8 @@ class Model:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ConfigError("validation_data: expected a pair (x_val, y_val)")
             validation_data = self._check_xy(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+        if resume is not None and (problem := train_state_problem(resume)):
+            raise ConfigError(f"resume: not a training state from a checkpoint: {problem}")
         x = self._as_input(x)
         history = History()
         if resume is not None:

@@ -118,3 +118,32 @@ def _class_labels(y: np.ndarray, n_classes: int, name: str) -> np.ndarray:
             f"{name}: expected labels in [0, {n_classes - 1}] (the network has {n_classes} outputs), got {culprit}"
         )
     return y.astype(np.intp, copy=False)
+
+
+def train_state_problem(state: Any) -> str | None:
+    """What is wrong with a ``Model.train_state`` (from a checkpoint), or None if it can resume.
+
+    Expected: {"epoch": int >= 0, "step": int >= 0, "rng_state": PCG64 state dict,
+    "totals": {"loss", "correct", "seen", "seconds": numbers}, "history": {name: [numbers]}?}.
+    """
+    if not isinstance(state, dict):
+        return f"expected a dict, got {type(state).__name__}"
+    for key in ("epoch", "step"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key!r} must be an integer >= 0, got {value!r}"
+    totals = state.get("totals")
+    if not isinstance(totals, dict) or set(totals) != {"loss", "correct", "seen", "seconds"}:
+        return f"'totals' must hold loss, correct, seen and seconds, got {totals!r}"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in totals.values()):
+        return f"'totals' must hold numbers, got {totals!r}"
+    history = state.get("history", {})
+    if not isinstance(history, dict) or not all(
+        isinstance(v, list) and all(isinstance(e, (int, float)) for e in v) for v in history.values()
+    ):
+        return "'history' must map metric names to lists of numbers"
+    try:
+        np.random.default_rng().bit_generator.state = state.get("rng_state")
+    except (TypeError, ValueError, KeyError) as e:
+        return f"'rng_state' is not a PCG64 state ({e})"
+    return None
