@@ -2,8 +2,8 @@
 
 Semantics follow ``torch.optim`` exactly (the tests compare step for step).
 State (momentum, Adam's moments) is allocated once, on the first step, with the
-parameters' shapes; every later step works in place through one preallocated
-scratch buffer per parameter, so a step allocates no parameter-sized arrays.
+parameters' shapes; every later step works in place through two preallocated
+scratch buffers per parameter, so a step allocates no parameter-sized arrays.
 A network hands the optimizer its single contiguous ``flat_params`` buffer,
 which turns the update into a few whole-buffer NumPy operations.
 """
