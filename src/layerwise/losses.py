@@ -6,8 +6,6 @@ reuses what ``forward`` computed, as in the seed's ``crossEntropyLogit``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .errors import ConfigError
@@ -159,8 +157,3 @@ def get_loss(loss: str | Loss | type[Loss]) -> Loss:
         if key in LOSSES:
             return LOSSES[key]()
     raise ConfigError(f"loss: expected one of 'crossEntropyLogit', 'logistic', 'mse' (or a Loss), got {loss!r}")
-
-
-def loss_name(loss: Any) -> str:
-    """The canonical name stored in model files."""
-    return type(loss).__name__
