@@ -195,14 +195,16 @@ def damage(parts: dict[str, bytes], case: str) -> dict[str, bytes]:
         parts["net/0.W.npy"] = npy(W0)
     elif case == "optimizer-state-shape":
         parts["optimizer/m/0.npy"] = npy(np.zeros(7, np.float32))
-    elif case == "header-bigger-layer":
-        header["layers"][0]["n_out"] = 6
+    elif case == "header-bigger-layer":  # a wider first Dense, consistent shapes, too few stored numbers
+        header["layers"][0]["units"] = 6
+        for later in header["layers"][1:3]:
+            later["input_shape"] = [6]
     elif case == "header-dtype-float16":
         header["dtype"] = "float16"
     elif case == "header-dtype-garbage":
         header["dtype"] = "float33"
-    elif case == "header-version-2":
-        header["version"] = 2
+    elif case == "header-version-3":
+        header["version"] = 3
     elif case == "header-version-missing":
         del header["version"]
     elif case == "header-format":
@@ -265,7 +267,7 @@ DAMAGE = [
     ("header-bigger-layer", ["net/0.W", "(4, 6)", "(4, 5)"]),
     ("header-dtype-float16", ["dtype", "float16"]),
     ("header-dtype-garbage", ["header", "float33"]),
-    ("header-version-2", ["unknown format version 2", "version 1"]),
+    ("header-version-3", ["unknown format version 3", "versions 1, 2"]),
     ("header-version-missing", ["unknown format version None"]),
     ("header-format", ["not a layerwise model file", "keras.h5"]),
     ("header-unknown-layer", ["header", "GELU"]),
@@ -414,11 +416,12 @@ def test_zip_directory_lying_about_member_size_fails_fast(tmp_path, n):
 def test_header_claiming_huge_layer_fails_before_allocating(valid_file, tmp_path):
     parts = members(valid_file)
     header = header_of(parts)
-    header["layers"][0].update(n_in=30_000, n_out=30_000)  # 3.6 GB of float32 zeros if built
+    header["input_shape"] = [30_000]
+    header["layers"][0].update(units=30_000, input_shape=[30_000])  # 3.6 GB of float32 zeros if built
     parts[HEADER] = header_npy(header)
     path = write_zip(tmp_path / "wide.npz", parts)
     peak, err = peak_while_loading(path)
-    assert "Dense(30000, 30000)" in str(err)
+    assert "Dense with W (30000, 30000)" in str(err) and "stores only" in str(err)
     assert peak < SMALL
 
 

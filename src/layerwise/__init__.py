@@ -9,7 +9,25 @@ from . import callbacks, errors, losses, optim, schedules
 from .arch import format_architecture, parse_architecture
 from .gradcheck import gradcheck
 from .io import load
-from .layers import Activation, Dense, Layer, Linear, Logistic, ReLU, Rescale, Sigmoid, Softmax, Tanh
+from .layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    Logistic,
+    MaxPool2D,
+    ReLU,
+    Rescale,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    register_layer,
+)
 from .losses import MSE, CrossEntropyLogit, Loss, softmax, softmax_jacobian
 from .losses import Logistic as LogisticLoss
 from .model import Model
@@ -19,6 +37,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "AvgPool2D",
+    "BatchNorm",
+    "Conv2D",
+    "Dropout",
+    "Flatten",
+    "MaxPool2D",
+    "register_layer",
     "CrossEntropyLogit",
     "Dense",
     "Layer",

@@ -3,14 +3,18 @@
 Layout of the zip archive (each member a ``.npy`` file):
 
 - ``__header__``: the UTF-8 JSON header as uint8 — format name and version,
-  layers, dtype, loss, optimizer (name, config, step count), training config and,
+  the per-sample input shape, the layers (each ``Layer.config()``: its registered
+  name, constructor arguments and input shape), dtype, loss, optimizer (name, config, step count), training config and,
   for checkpoints, the training state (epoch, step, RNG state, running totals, history);
 - ``net/<layer>.<name>``: each parameter, e.g. ``net/0.W``;
+- ``buffers/<layer>.<name>``: each non-trained buffer, e.g. ``buffers/3.running_mean``;
 - ``optimizer/<slot>/<k>``: the optimizer's state arrays, e.g. ``optimizer/m/0``.
 
 Loading never unpickles: it reads the zip itself, refuses object dtypes, checks
-every array's size against the bytes actually stored *before* allocating, and
-accepts exactly the members the header calls for.  Writes go to a temporary
+every array's size against the bytes actually stored *before* allocating, rebuilds
+layers by name through the layer registry only after the sizes the header declares
+are known to fit in what the file stores, and accepts exactly the members the
+header calls for.  Version 1 files (MLPs of layerwise 0.1) still load.  Writes go to a temporary
 file that is renamed over the target, so a crash never leaves a half-written file.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +32,7 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import LayerwiseError, ModelFileError
 from .layers import layer_from_config
+from .layers.base import check_shape
 from .losses import get_loss
 from .network import Sequential
 from .optim import get_optimizer
@@ -36,7 +42,8 @@ if TYPE_CHECKING:
     from .model import Model
 
 FORMAT = "layerwise.model"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEADER = "__header__"
 
 
@@ -46,8 +53,7 @@ def save_model(model: Model, path: str | Path, train_state: dict[str, Any] | Non
     header = {
         "format": FORMAT,
         "version": VERSION,
-        "layers": [layer.config() for layer in model.net.layers],
-        "dtype": model.net.dtype.name,
+        **model.net.config(),
         "seed": model.seed,
         "loss": type(model.loss).__name__,
         "optimizer": {
@@ -60,6 +66,7 @@ def save_model(model: Model, path: str | Path, train_state: dict[str, Any] | Non
         "train_state": train_state,
     }
     arrays = {f"net/{name}": p for name, p in model.net.named_parameters()}
+    arrays.update({f"buffers/{name}": b for name, b in model.net.named_buffers()})
     for slot, values in opt_state["slots"].items():
         for k, value in enumerate(values):
             arrays[f"optimizer/{slot}/{k}"] = value
@@ -78,11 +85,10 @@ def load_model(path: str | Path) -> Model:
         dtype = np.dtype(header["dtype"])
         if dtype not in (np.float32, np.float64):
             raise ModelFileError(f"{where}: unsupported dtype {header['dtype']!r}")
-        _check_layer_configs(where, header["layers"], arrays)
         seed = header.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ModelFileError(f"{where}: bad seed {seed!r} in the header (expected null or an integer >= 0)")
-        net = Sequential([layer_from_config(c, dtype=dtype) for c in header["layers"]], dtype=dtype)
+        net = _build_network(where, header, arrays, dtype)
         net.seed = header.get("seed")
         opt_header = header["optimizer"]
         optimizer = get_optimizer(opt_header["name"], **opt_header["config"])
@@ -92,6 +98,7 @@ def load_model(path: str | Path) -> Model:
     except (LayerwiseError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFileError(f"{where}: the header does not describe a valid model ({e})") from None
     expected = {f"net/{name}": p for name, p in net.named_parameters()}
+    expected.update({f"buffers/{name}": b for name, b in net.named_buffers()})
     slots = opt_header.get("slots", {})
     if not isinstance(slots, dict) or any(not isinstance(v, int) or v < 0 for v in slots.values()):
         raise ModelFileError(f"{where}: bad optimizer slots in the header: {slots!r}")
@@ -136,29 +143,52 @@ def load_model(path: str | Path) -> Model:
     return model
 
 
-def _check_layer_configs(where: str, layers: Any, arrays: dict[str, np.ndarray]) -> None:
-    """Before building the network: no layer may need more parameters than the file stores.
+def _build_network(where: str, header: dict[str, Any], arrays: dict[str, np.ndarray], dtype: np.dtype) -> Sequential:
+    """The network the header describes, built only after its declared sizes are checked against the file.
 
     Otherwise a 1 kB header describing Dense(30000, 30000) would allocate gigabytes of
-    zeros before the missing arrays are noticed.
+    zeros before the missing arrays are noticed.  Layers are made by name through the
+    registry, unbuilt; shapes are inferred without data; then the network is built.
     """
-    if not isinstance(layers, list):
-        raise ModelFileError(f"{where}: header 'layers' should be a list, got {type(layers).__name__}")
-    stored = sum(a.size for a in arrays.values())
-    for i, config in enumerate(layers):
+    configs = header["layers"]
+    if not isinstance(configs, list) or not configs:
+        raise ModelFileError(f"{where}: header 'layers' should be a non-empty list, got {type(configs).__name__}")
+    layers = []
+    for i, config in enumerate(configs):
         if not isinstance(config, dict):
             raise ModelFileError(f"{where}: header layers[{i}] should be an object, got {config!r}")
-        if config.get("type") == "Dense":
-            n_in, n_out = config.get("n_in"), config.get("n_out")
-            if isinstance(n_in, int) and isinstance(n_out, int) and n_in * n_out > stored:
-                raise ModelFileError(
-                    f"{where}: header layers[{i}] is Dense({n_in}, {n_out}), but the file stores "
-                    f"only {stored} numbers in all"
-                )
-        if config.get("type") == "Rescale":
-            scale = config.get("scale")
-            if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not np.isfinite(scale):
-                raise ModelFileError(f"{where}: header layers[{i}] has a bad Rescale scale {scale!r}")
+        try:
+            layers.append(layer_from_config(config, dtype=dtype, build=False))
+        except (LayerwiseError, TypeError, ValueError, OverflowError) as e:
+            raise ModelFileError(f"{where}: header layers[{i}] is not a valid layer ({e})") from None
+    if header["version"] == 1:  # no input_shape: the first Dense layer's n_in gives it
+        first = next((layer for layer in layers if layer.input_shape is not None), None)
+        input_shape = first.input_shape if first is not None else None
+    else:
+        input_shape = check_shape("input_shape", header["input_shape"])
+    stored = sum(a.size for a in arrays.values())
+    declared, shape = 0, input_shape
+    for i, (layer, config) in enumerate(zip(layers, configs, strict=True)):
+        if shape is None:
+            break
+        given = config.get("input_shape", shape)
+        if not isinstance(given, (list, tuple)) or tuple(given) != tuple(shape):
+            raise ModelFileError(f"{where}: header layers[{i}] takes input {given!r}, but receives {list(shape)}")
+        try:
+            sizes = {**layer.param_shapes(shape), **layer.buffer_shapes(shape)}
+            shape = layer.output_shape(shape)
+        except LayerwiseError as e:
+            raise ModelFileError(f"{where}: header layers[{i}]: {e}") from None
+        declared += sum(math.prod(s) for s in sizes.values())
+        if declared > stored:
+            listed = ", ".join(f"{name} {tuple(s)}" for name, s in sizes.items())
+            raise ModelFileError(
+                f"{where}: header layers[{i}] is a {type(layer).__name__} with {listed}: {declared:,} numbers "
+                f"up to there, but the file stores only {stored:,} in all"
+            )
+    for layer in layers:  # the shapes are checked: Sequential may now build
+        layer.input_shape = None
+    return Sequential(layers, input_shape=input_shape, dtype=dtype)
 
 
 def _check_array(where: str, name: str, value: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -199,9 +229,10 @@ def _read_archive(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else None
         raise ModelFileError(f"{path}: not a layerwise model file (format {found!r}, expected {FORMAT!r})")
-    if header.get("version") != VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise ModelFileError(
-            f"{path}: unknown format version {header.get('version')!r}; this layerwise reads version {VERSION}"
+            f"{path}: unknown format version {header.get('version')!r}; this layerwise reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     return arrays, header
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from .callbacks import Callback, History
 from .errors import ConfigError, DivergenceError
-from .layers import Rescale
 from .losses import CrossEntropyLogit, Logistic, get_loss, softmax
 from .network import Sequential
 from .optim import Optimizer, get_optimizer
@@ -45,7 +44,10 @@ class Model:
         self.loss = get_loss(loss)
         self.optimizer: Optimizer = get_optimizer(optimizer)
         self.seed = seed if seed is not None else net.seed
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self.seed)  # shuffles the batches
+        # Dropout's masks: a stream of its own, so the shuffle does not depend on the layers.
+        self.noise_rng = np.random.default_rng(None if self.seed is None else [self.seed, 1])
+        net.set_rng(self.noise_rng)
         self.stop_training = False
         self.history: History | None = None
         self.train_config: dict[str, Any] = {}
@@ -66,7 +68,7 @@ class Model:
         verbose: int = 1,
         resume: dict[str, Any] | None = None,
     ) -> History:
-        """Train for ``epochs`` passes over x: (n, n_in) with targets y (labels (n,) or one-hot rows).
+        """Train for ``epochs`` passes over x: (n, *input_shape) with targets y (labels (n,) or one-hot rows).
 
         The epoch's ``loss`` and ``accuracy`` are the sample-weighted means over its
         batches, each computed before that batch's update (as Keras reports them).
@@ -142,6 +144,8 @@ class Model:
         n = len(x)
         if resume:  # replay the epoch's shuffle from the RNG state it started with
             self.rng.bit_generator.state = resume["rng_state"]
+            if "noise_rng_state" in resume:
+                self.noise_rng.bit_generator.state = resume["noise_rng_state"]
             first_step, totals = resume["step"], dict(resume["totals"])
         else:
             first_step, totals = 0, {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}
@@ -176,6 +180,7 @@ class Model:
                     "epoch": epoch,
                     "step": step + 1,
                     "rng_state": rng_state,
+                    "noise_rng_state": self.noise_rng.bit_generator.state,
                     "totals": totals,
                 }
                 if bar is not None:
@@ -188,6 +193,7 @@ class Model:
             "epoch": epoch + 1,
             "step": 0,
             "rng_state": self.rng.bit_generator.state,
+            "noise_rng_state": self.noise_rng.bit_generator.state,
             "totals": {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0},
         }
         logs = {"loss": totals["loss"] / totals["seen"]}
@@ -201,7 +207,7 @@ class Model:
         self, xb: np.ndarray, yb: np.ndarray, params: list, grads: list, epoch: int, step: int
     ) -> tuple[float, float]:
         """forward, loss, backward, update: returns (batch loss, correct predictions)."""
-        z = self.net.forward(xb)
+        z = self.net.forward(xb, training=True)
         J = self.loss.forward(z, yb)
         if not math.isfinite(J):
             if not np.isfinite(self.net.flat_params).all():  # the last update overflowed: undo it
@@ -245,8 +251,8 @@ class Model:
         return float(total_loss / len(x)), float(correct / len(x))
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Raw network outputs: (n, n_out)."""
-        x = check_features(x, self.net.n_inputs)
+        """Raw network outputs: (n, *output_shape), in inference mode."""
+        x = check_features(x, self.net.input_shape)
         batch_size = check_positive_int("batch_size", batch_size)
         return np.concatenate([self._forward(x[lo : lo + batch_size]) for lo in range(0, len(x), batch_size)])
 
@@ -273,13 +279,13 @@ class Model:
 
     # -- helpers ----------------------------------------------------------------------
     def _check_xy(self, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
-        x = check_features(x, self.net.n_inputs, names[0])
+        x = check_features(x, self.net.input_shape, names[0])
         y = check_targets(y, len(x), self.net.n_outputs, self.loss, names[1])
         return x, y
 
     def _as_input(self, x: np.ndarray) -> np.ndarray:
         """Cast x to the network's dtype once, unless its first layer rescales raw data itself."""
-        if x.dtype == self.net.dtype or isinstance(self.net.layers[0], Rescale):
+        if x.dtype == self.net.dtype or self.net.layers[0].casts_input:
             return x
         return x.astype(self.net.dtype)
 

@@ -1,13 +1,17 @@
 """Networks: a list of layers run forward in order and backward in reverse.
 
-All parameters live in one contiguous buffer (``net.flat_params``) and all
-gradients in another (``net.flat_grads``); each layer's ``W`` and ``b`` are
-views into them.  An optimizer then updates every parameter with a handful of
-whole-buffer operations per step instead of a few per array.
+``Sequential(layers, input_shape=(1, 28, 28))`` infers every layer's input shape
+at construction (``layer.output_shape``), builds the layers, and moves all
+parameters into one contiguous buffer (``net.flat_params``) and all gradients
+into another (``net.flat_grads``); each layer's ``W`` and ``b`` are views into
+them.  An optimizer then updates every parameter with a handful of whole-buffer
+operations per step instead of a few per array.  The network never asks what
+kind of layer it holds: it only uses the layer contract of ``layers/base.py``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,31 +20,91 @@ import numpy as np
 from .arch import Architecture, parse_architecture
 from .errors import ConfigError, ShapeError
 from .layers import Dense, Layer, ReLU, Rescale, float_dtype, get_activation
+from .layers.base import Shape, check_shape
 
 
 class Sequential:
-    """A stack of layers.  x: (batch, n_in) -> forward -> (batch, n_out)."""
+    """A stack of layers.  x: (batch, *input_shape) -> forward -> (batch, *output_shape).
 
-    def __init__(self, layers: Iterable[Layer], dtype: Any = None) -> None:
+    input_shape: the shape of one sample, e.g. ``(784,)`` or ``(1, 28, 28)`` (NCHW
+    images).  It may be left out when the first layer with weights is already
+    built (``Dense(784, 140)``).  seed: seeds the initial weights of layers built here.
+    """
+
+    def __init__(
+        self,
+        layers: Iterable[Layer],
+        input_shape: Sequence[int] | int | None = None,
+        dtype: Any = None,
+        seed: int | None = None,
+    ) -> None:
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             raise ConfigError("layers: expected at least one layer, got none")
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise ConfigError(f"layers[{i}]: expected a Layer, got {type(layer).__name__}")
-        dtypes = {p.dtype for layer in self.layers for p in layer.params.values()}
-        if dtype is None:
-            dtype = dtypes.pop() if len(dtypes) == 1 else np.float32
-        elif dtypes - {float_dtype(dtype)}:
-            raise ConfigError(f"dtype: layers hold {sorted(map(str, dtypes))}, but dtype={dtype}")
-        if len(dtypes) > 1:
-            raise ConfigError(f"dtype: layers mix parameter dtypes {sorted(map(str, dtypes))}")
-        self.dtype = np.dtype(dtype)
-        self.seed: int | None = None
+        self.dtype = self._resolve_dtype(dtype)
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        self.input_shape = self._resolve_input_shape(input_shape)
+        self.shapes: list[Shape | None] = []  # the input shape of each layer
+        shape = self.input_shape
+        for i, layer in enumerate(self.layers):
+            if layer.dtype is None:
+                layer.dtype = self.dtype
+            self.shapes.append(shape)
+            if shape is None:  # a shape-agnostic stack of weightless layers
+                continue
+            if layer.input_shape is not None and tuple(layer.input_shape) != shape:
+                raise ShapeError(
+                    f"layers[{i}] {layer!r}: takes input of shape {tuple(layer.input_shape)}, "
+                    f"but the layer before gives {shape}"
+                )
+            try:
+                if not layer.built:
+                    layer.build(shape, rng)
+                shape = layer.output_shape(shape)
+            except (ShapeError, ConfigError) as e:
+                raise type(e)(f"layers[{i}]: {e}") from None
+        self.output_shape: Shape | None = shape
         self._pack()
+        self._plan_in_place()
         # Layers before the first one with parameters need no backward pass in training.
         with_params = [i for i, layer in enumerate(self.layers) if layer.params]
         self._first_trainable = with_params[0] if with_params else len(self.layers)
+        self.set_rng(np.random.default_rng(rng.integers(2**63)))
+
+    def _resolve_dtype(self, dtype: Any) -> np.dtype:
+        dtypes = {p.dtype for layer in self.layers for p in layer.params.values()}
+        dtypes |= {layer.dtype for layer in self.layers if layer.built and layer.params}
+        if len(dtypes) > 1:
+            raise ConfigError(f"dtype: layers mix parameter dtypes {sorted(map(str, dtypes))}")
+        if dtype is None:
+            return dtypes.pop() if dtypes else np.dtype(np.float32)
+        dtype = float_dtype(dtype)
+        if dtypes - {dtype}:
+            raise ConfigError(f"dtype: layers hold {sorted(map(str, dtypes))}, but dtype={dtype}")
+        return dtype
+
+    def _resolve_input_shape(self, input_shape: Any) -> Shape | None:
+        if input_shape is not None:
+            return check_shape("input_shape", input_shape)
+        for i, layer in enumerate(self.layers):
+            if layer.input_shape is not None:
+                shape = tuple(layer.input_shape)
+                # Layers before it (Rescale, activations) must keep the shape.
+                if all(before.output_shape(shape) == shape for before in self.layers[:i]):
+                    return shape
+                break
+            if _has_weights(layer):
+                break
+        unbuilt = [layer for layer in self.layers if _has_weights(layer) and not layer.built]
+        if unbuilt:
+            raise ConfigError(
+                f"input_shape: needed to build {unbuilt[0]!r}; pass e.g. Sequential(layers, input_shape=(1, 28, 28))"
+            )
+        return None
 
     def _pack(self) -> None:
         """Move every parameter and gradient into two contiguous buffers and keep views."""
@@ -57,26 +121,46 @@ class Sequential:
                 layer.grads[name] = self.flat_grads[offset:end].reshape(value.shape)
                 offset = end
 
-    # -- the two passes ---------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """x: (batch, n_in) -> (batch, n_out); each layer keeps what its backward needs."""
+    def _plan_in_place(self) -> None:
+        """Let a layer overwrite its x and dy only where the network owns both and nobody reads them later.
+
+        The caller's x and dy are never ours; a layer's new output is, unless the
+        layer keeps it for its own backward pass (an activation keeps y).
+        """
+        n = len(self.layers)
+        owned_x, owned = [False] * n, False
+        for i, layer in enumerate(self.layers):
+            owned_x[i] = owned
+            owned = (layer.returns_new_arrays or owned) and not layer.keeps_output
+        owned_dy, owned = [False] * n, False
+        for i in range(n - 1, -1, -1):
+            owned_dy[i] = owned
+            owned = self.layers[i].returns_new_arrays or owned
+        for i, layer in enumerate(self.layers):
+            layer.inplace = layer.can_work_in_place and owned_x[i] and owned_dy[i]
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        """The generator that layers drawing random numbers in training (Dropout) use."""
         for layer in self.layers:
-            x = layer.forward(x)
+            if layer.uses_rng:
+                layer.rng = rng
+
+    # -- the two passes ---------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x: (batch, *input_shape) -> (batch, *output_shape); each layer keeps what its backward needs."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
         return x
 
     def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        """dy = dJ/d(output): (batch, n_out) -> dJ/dx: (batch, n_in); fills every layer's grads.
+        """dy = dJ/d(output) -> dJ/dx; fills every layer's grads.
 
         With ``need_input_grad=False`` (training) layers below the first parameter
-        are skipped and the first Dense does not compute its dx.
+        are skipped and the first layer with parameters does not compute its dx.
         """
         stop = 0 if need_input_grad else self._first_trainable
         for i in range(len(self.layers) - 1, stop - 1, -1):
-            layer = self.layers[i]
-            if isinstance(layer, Dense):
-                dy = layer.backward(dy, need_dx=need_input_grad or i > stop)
-            else:
-                dy = layer.backward(dy)
+            dy = self.layers[i].backward(dy, need_dx=need_input_grad or i > stop)
         return dy
 
     __call__ = forward
@@ -87,10 +171,14 @@ class Sequential:
     def doBackward(self, dy: np.ndarray) -> np.ndarray:  # noqa: N802 (the seed's name)
         return self.backward(dy)
 
-    # -- parameters -------------------------------------------------------------------
+    # -- parameters and buffers ---------------------------------------------------------
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
         """``[("0.W", W0), ("0.b", b0), ("2.W", ...)...]``: layer index and parameter name."""
         return [(f"{i}.{n}", p) for i, layer in enumerate(self.layers) for n, p in layer.params.items()]
+
+    def named_buffers(self) -> list[tuple[str, np.ndarray]]:
+        """Non-trained state by name, e.g. ``("1.running_mean", ...)``: saved, never touched by the optimizer."""
+        return [(f"{i}.{n}", b) for i, layer in enumerate(self.layers) for n, b in layer.buffers.items()]
 
     def parameters(self) -> list[np.ndarray]:
         """Every parameter array (views into ``flat_params``), in layer order."""
@@ -106,25 +194,22 @@ class Sequential:
 
     @property
     def n_inputs(self) -> int | None:
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        return dense[0].n_in if dense else None
+        """Numbers per sample: prod(input_shape)."""
+        return None if self.input_shape is None else math.prod(self.input_shape)
 
     @property
     def n_outputs(self) -> int | None:
-        n = self.n_inputs
-        for layer in self.layers:
-            n = layer.output_features(n)
-        return n
+        return None if self.output_shape is None else math.prod(self.output_shape)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters by name."""
-        return {name: p.copy() for name, p in self.named_parameters()}
+        """Copies of the parameters and buffers by name."""
+        return {name: p.copy() for name, p in self.named_parameters() + self.named_buffers()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy parameters in by name; names and shapes must match exactly."""
-        mine = dict(self.named_parameters())
+        """Copy parameters and buffers in by name; names and shapes must match exactly."""
+        mine = dict(self.named_parameters() + self.named_buffers())
         if set(state) != set(mine):
-            raise ShapeError(f"state: expected parameters {sorted(mine)}, got {sorted(state)}")
+            raise ShapeError(f"state: expected arrays {sorted(mine)}, got {sorted(state)}")
         for name, value in state.items():
             value = np.asarray(value)
             if value.shape != mine[name].shape:
@@ -132,25 +217,36 @@ class Sequential:
             mine[name][...] = value
 
     def config(self) -> dict[str, Any]:
-        return {"layers": [layer.config() for layer in self.layers], "dtype": self.dtype.name}
+        return {
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "layers": [layer.config() for layer in self.layers],
+            "dtype": self.dtype.name,
+        }
 
     def summary(self) -> str:
-        """A table: layer, output shape, parameter count."""
+        """A table: layer, output shape (per batch), parameter count."""
         rows = [("#", "layer", "output shape", "params")]
-        n = self.n_inputs
-        for i, layer in enumerate(self.layers):
-            n = layer.output_features(n)
+        shapes = [*self.shapes[1:], self.output_shape]
+        for i, (layer, shape) in enumerate(zip(self.layers, shapes, strict=True)):
             count = sum(p.size for p in layer.params.values())
-            rows.append((str(i), repr(layer), f"(batch, {n})", f"{count:,}"))
+            shown = "?" if shape is None else "(batch, " + ", ".join(map(str, shape)) + ")"
+            rows.append((str(i), repr(layer), shown, f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "-" * (sum(widths) + 6)
         fmt = lambda r: f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}"  # noqa: E731
         body = [fmt(rows[0]), line, *map(fmt, rows[1:]), line]
-        body.append(f"Total parameters: {self.n_params:,} ({self.dtype.name})")
+        shown_input = "?" if self.input_shape is None else "(batch, " + ", ".join(map(str, self.input_shape)) + ")"
+        body.append(f"Input: {shown_input}   Total parameters: {self.n_params:,} ({self.dtype.name})")
         return "\n".join(body)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}([{', '.join(map(repr, self.layers))}])"
+
+
+def _has_weights(layer: Layer) -> bool:
+    """Does the layer's class create parameters or buffers when built (Dense, Conv2D, BatchNorm)?"""
+    cls = type(layer)
+    return cls.param_shapes is not Layer.param_shapes or cls.buffer_shapes is not Layer.buffer_shapes
 
 
 class NeuralNetwork(Sequential):
@@ -192,11 +288,9 @@ class NeuralNetwork(Sequential):
             if isinstance(init, str) and init.lower() == "auto":
                 layer_init = "he" if act_cls is ReLU else "xavier"
             layers.append(Dense(n_in, units, init=layer_init, rng=rng, dtype=dtype, init_scale=init_scale))
-            # Dense returns a fresh array, so the activation may overwrite it.
-            layers.append(act_cls(inplace=True))
+            layers.append(act_cls())
             n_in = units
-        super().__init__(layers, dtype=dtype)
-        self.seed = seed
+        super().__init__(layers, dtype=dtype, seed=seed)
 
 
 def _normalise_architecture(architecture: Sequence[tuple[int, Any]] | str) -> Architecture:

@@ -28,27 +28,40 @@ def _as_array(value: Any, name: str, expected: str) -> np.ndarray:
         raise ShapeError(f"{name}: expected {expected}, got a ragged nested sequence ({e})") from None
 
 
-def check_features(x: Any, n_features: int | None, name: str = "x") -> np.ndarray:
-    """x: (n, n_features), or (n, *dims) with prod(dims) == n_features (flattened, no copy).
+def check_features(x: Any, input_shape: int | tuple[int, ...] | None, name: str = "x") -> np.ndarray:
+    """x: (n, *input_shape); for a flat ``input_shape`` (n_features,) also (n, *dims) with prod(dims) == n_features.
 
-    Numeric dtypes only; floats must be finite.  Returns an ndarray.
+    An image network with input_shape (1, 28, 28) also takes (n, 28, 28): dimensions
+    of size 1 may be left out.  Reshaping never copies.  Numeric dtypes only; floats
+    must be finite.  Returns an ndarray of shape (n, *input_shape).
     """
+    shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) else input_shape
+    shape = None if shape is None else tuple(int(d) for d in shape)
+    flat = shape is not None and len(shape) == 1
+    shown = "n_samples" if shape is None else "(n_samples, " + ", ".join(map(str, shape)) + ")"
     if isinstance(x, (str, bytes)) or x is None:
-        raise DTypeError(f"{name}: expected a numeric array of shape (n, {n_features}), got {type(x).__name__}")
-    x = _as_array(x, name, f"a numeric array of shape (n, {n_features})")
+        raise DTypeError(f"{name}: expected a numeric array of shape {shown}, got {type(x).__name__}")
+    x = _as_array(x, name, f"a numeric array of shape {shown}")
     if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise DTypeError(f"{name}: expected a numeric (integer or float) array, got dtype {x.dtype}")
     if x.ndim < 2:
         raise ShapeError(
-            f"{name}: expected a 2-D array of shape (n_samples, {n_features}), got shape {x.shape}"
+            f"{name}: expected a {'2-D ' if flat else ''}array of shape {shown}, got shape {x.shape}"
             + (" (a single sample? use x[None, :])" if x.ndim == 1 else "")
         )
     if x.shape[0] == 0:
         raise InputError(f"{name}: expected at least one sample, got an empty array of shape {x.shape}")
-    if x.ndim > 2:
-        x = x.reshape(x.shape[0], -1)
-    if n_features is not None and x.shape[1] != n_features:
-        raise ShapeError(f"{name}: expected {n_features} features per sample, got shape {x.shape}")
+    if shape is None:
+        pass
+    elif flat:
+        if x.ndim > 2:
+            x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != shape[0]:
+            raise ShapeError(f"{name}: expected {shape[0]} features per sample, got shape {x.shape}")
+    elif x.shape[1:] != shape:
+        if [d for d in x.shape[1:] if d != 1] != [d for d in shape if d != 1]:
+            raise ShapeError(f"{name}: expected samples of shape {shape}, i.e. x of shape {shown}, got {x.shape}")
+        x = x.reshape(x.shape[0], *shape)
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise InputError(f"{name}: expected finite values, got {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
@@ -142,8 +155,11 @@ def train_state_problem(state: Any) -> str | None:
         isinstance(v, list) and all(isinstance(e, (int, float)) for e in v) for v in history.values()
     ):
         return "'history' must map metric names to lists of numbers"
-    try:
-        np.random.default_rng().bit_generator.state = state.get("rng_state")
-    except (TypeError, ValueError, KeyError) as e:
-        return f"'rng_state' is not a PCG64 state ({e})"
+    for key in ("rng_state", "noise_rng_state"):
+        if key == "noise_rng_state" and key not in state:  # written from version 0.2 on
+            continue
+        try:
+            np.random.default_rng().bit_generator.state = state.get(key)
+        except (TypeError, ValueError, KeyError) as e:
+            return f"{key!r} is not a PCG64 state ({e})"
     return None

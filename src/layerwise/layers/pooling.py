@@ -1,0 +1,93 @@
+"""``MaxPool2D`` and ``AvgPool2D``: a summary of each window, and the gradient sent back to it.
+
+x: (batch, C, H, W) -> y: (batch, C, OH, OW) with OH = (H − ph) // stride + 1 (rows
+that do not fill a window are dropped, as PyTorch's default ``ceil_mode=False``).
+Both passes loop over the ph·pw offsets inside a window, never over pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import ShapeError
+from .base import Layer, Shape, expect_rank, pair, register_layer
+
+
+class _Pool2D(Layer):
+    returns_new_arrays = True
+
+    def __init__(self, pool_size: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.pool_size = pair(name, "pool_size", pool_size)
+        self.stride = self.pool_size if stride is None else pair(name, "stride", stride)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        expect_rank(self, input_shape, (3,), " (images are (channels, height, width))")
+        C, H, W = input_shape
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        if ph > H or pw > W:
+            raise ShapeError(f"{type(self).__name__}: pool {ph}x{pw} is larger than the input {H}x{W}")
+        return (C, (H - ph) // sh + 1, (W - pw) // sw + 1)
+
+    def _windows(self, x: np.ndarray) -> np.ndarray:
+        """(B, C, OH, OW, ph, pw): every window, as a view."""
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        OH, OW = (x.shape[2] - ph) // sh + 1, (x.shape[3] - pw) // sw + 1
+        return sliding_window_view(x, (ph, pw), axis=(2, 3))[:, :, : sh * (OH - 1) + 1 : sh, : sw * (OW - 1) + 1 : sw]
+
+    def _offsets(self, shape: tuple[int, ...]) -> Any:
+        """For each offset (i, j) inside a window: the view of dx that offset touches in every window."""
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        OH, OW = shape[2], shape[3]
+        for i in range(ph):
+            for j in range(pw):
+                yield i * pw + j, (slice(None), slice(None), slice(i, i + sh * (OH - 1) + 1, sh),
+                                   slice(j, j + sw * (OW - 1) + 1, sw))  # fmt: skip
+
+    def get_config(self) -> dict[str, Any]:
+        size = self.pool_size[0] if self.pool_size[0] == self.pool_size[1] else list(self.pool_size)
+        stride = self.stride[0] if self.stride[0] == self.stride[1] else list(self.stride)
+        return {"pool_size": size, "stride": stride}
+
+
+@register_layer
+class MaxPool2D(_Pool2D):
+    """y = the largest value of each window; dx sends dy to that value's position (the first, on ties)."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        windows = self._windows(x)
+        B, C, OH, OW, ph, pw = windows.shape
+        flat = windows.reshape(B, C, OH, OW, ph * pw)  # a copy unless windows tile x exactly
+        self._argmax = flat.argmax(axis=-1)  # which offset won, per window
+        self._x_shape = x.shape
+        return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = np.zeros(self._x_shape, dy.dtype)
+        for k, where in self._offsets(dy.shape):
+            dx[where] += np.where(self._argmax == k, dy, 0)
+        return dx
+
+
+@register_layer
+class AvgPool2D(_Pool2D):
+    """y = the mean of each window; dx spreads dy / (ph·pw) evenly over it."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._x_shape = x.shape
+        return self._windows(x).mean(axis=(-2, -1), dtype=x.dtype)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = np.zeros(self._x_shape, dy.dtype)
+        share = dy / (self.pool_size[0] * self.pool_size[1])
+        for _, where in self._offsets(dy.shape):
+            dx[where] += share
+        return dx
