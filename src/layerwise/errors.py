@@ -64,3 +64,7 @@ class ModelFileError(LayerwiseError, ValueError):
 
 class DivergenceError(LayerwiseError, FloatingPointError):
     """Training produced a NaN or infinite loss; the model keeps its last finite weights."""
+
+
+class RunFolderError(LayerwiseError, ValueError):
+    """A run folder cannot be used as asked: locked by another run, finished, or holding a different run."""
