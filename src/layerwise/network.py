@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .arch import Architecture, parse_architecture
-from .errors import ConfigError, ShapeError
+from .errors import ConfigError, DTypeError, InputError, ShapeError, printable
 from .layers import Dense, Layer, ReLU, Rescale, float_dtype, get_activation
 from .layers.base import Shape, check_shape
 
@@ -77,7 +77,9 @@ class Sequential:
 
     def _resolve_dtype(self, dtype: Any) -> np.dtype:
         dtypes = {p.dtype for layer in self.layers for p in layer.params.values()}
-        dtypes |= {layer.dtype for layer in self.layers if layer.built and layer.params}
+        # A dtype given to a layer with weights counts even before it is built: Conv2D(..., dtype=np.float64)
+        # in a float32 network would otherwise be cast into the float32 buffer while its buffers stay float64.
+        dtypes |= {layer.dtype for layer in self.layers if layer.dtype is not None and _has_weights(layer)}
         if len(dtypes) > 1:
             raise ConfigError(f"dtype: layers mix parameter dtypes {sorted(map(str, dtypes))}")
         if dtype is None:
@@ -138,6 +140,13 @@ class Sequential:
             owned = self.layers[i].returns_new_arrays or owned
         for i, layer in enumerate(self.layers):
             layer.inplace = layer.can_work_in_place and owned_x[i] and owned_dy[i]
+        # The array forward returns is the caller's to edit; if a layer keeps it for its
+        # backward pass (an activation's y, maybe seen through a Flatten), return a copy.
+        self._copy_output = False
+        for layer in reversed(self.layers):
+            if layer.keeps_output or layer.returns_new_arrays:
+                self._copy_output = layer.keeps_output
+                break
 
     def set_rng(self, rng: np.random.Generator) -> None:
         """The generator that layers drawing random numbers in training (Dropout) use."""
@@ -150,7 +159,7 @@ class Sequential:
         """x: (batch, *input_shape) -> (batch, *output_shape); each layer keeps what its backward needs."""
         for layer in self.layers:
             x = layer.forward(x, training)
-        return x
+        return x.copy() if self._copy_output else x
 
     def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """dy = dJ/d(output) -> dJ/dx; fills every layer's grads.
@@ -206,14 +215,30 @@ class Sequential:
         return {name: p.copy() for name, p in self.named_parameters() + self.named_buffers()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy parameters and buffers in by name; names and shapes must match exactly."""
+        """Copy parameters and buffers in by name; names and shapes must match exactly, values be finite.
+
+        Everything is checked before anything is copied: a refused state leaves the network as it was.
+        """
         mine = dict(self.named_parameters() + self.named_buffers())
-        if set(state) != set(mine):
-            raise ShapeError(f"state: expected arrays {sorted(mine)}, got {sorted(state)}")
+        if not isinstance(state, dict) or set(state) != set(mine):
+            given = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ShapeError(f"state: expected arrays {sorted(mine)}, got {given}")
+        values = {}
         for name, value in state.items():
-            value = np.asarray(value)
+            try:
+                value = np.asarray(value)
+            except (ValueError, TypeError) as e:
+                raise ShapeError(
+                    f"state[{name!r}]: expected a numeric array, got {type(value).__name__} ({e})"
+                ) from None
+            if value.dtype == bool or value.dtype.kind not in "iuf":
+                raise DTypeError(f"state[{name!r}]: expected a numeric array, got dtype {value.dtype}")
             if value.shape != mine[name].shape:
                 raise ShapeError(f"state[{name!r}]: expected shape {mine[name].shape}, got {value.shape}")
+            if not np.isfinite(value).all():
+                raise InputError(f"state[{name!r}]: expected finite values, got NaN or inf")
+            values[name] = value
+        for name, value in values.items():
             mine[name][...] = value
 
     def config(self) -> dict[str, Any]:
@@ -237,7 +262,7 @@ class Sequential:
         body = [fmt(rows[0]), line, *map(fmt, rows[1:]), line]
         shown_input = "?" if self.input_shape is None else "(batch, " + ", ".join(map(str, self.input_shape)) + ")"
         body.append(f"Input: {shown_input}   Total parameters: {self.n_params:,} ({self.dtype.name})")
-        return "\n".join(body)
+        return printable("\n".join(body))  # reprs of layers from a file: no raw control characters
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}([{', '.join(map(repr, self.layers))}])"
