@@ -8,6 +8,9 @@ current epoch.
 from __future__ import annotations
 
 import math
+import os
+import string
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +52,42 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
 
 
+#: What ``Model.fit`` logs at the end of an epoch (the val_ ones only with validation_data).
+LOG_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def check_callbacks(callbacks: Any) -> list[Callback]:
+    """``fit``'s ``callbacks`` argument as a list: None or an iterable of Callback objects."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        raise ConfigError(f"callbacks: expected a list of callbacks, got one {type(callbacks).__name__}; pass [it]")
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise ConfigError(f"callbacks: expected a list of Callback objects, got {type(callbacks).__name__}")
+    result = list(callbacks)
+    for i, cb in enumerate(result):
+        if not isinstance(cb, Callback):
+            raise ConfigError(
+                f"callbacks[{i}]: expected a layerwise.callbacks.Callback (EarlyStopping, ModelCheckpoint...), "
+                f"got {type(cb).__name__}"
+            )
+    return result
+
+
+def _check_monitor(owner: str, monitor: Any) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise ConfigError(f"{owner}: monitor must be the name of a logged metric such as 'val_loss', got {monitor!r}")
+    return monitor
+
+
+def _check_bool(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _monitor_mode(monitor: str, mode: str) -> str:
-    if mode not in ("auto", "min", "max"):
+    if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
         raise ConfigError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
         return "max" if "acc" in monitor else "min"
@@ -71,11 +108,18 @@ class EarlyStopping(Callback):
         mode: str = "auto",
         restore_best_weights: bool = False,
     ) -> None:
-        if patience < 0:
-            raise ConfigError(f"patience: expected an integer >= 0, got {patience!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, abs(min_delta)
+        monitor = _check_monitor("EarlyStopping", monitor)
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+            raise ConfigError(f"EarlyStopping: patience must be an integer >= 0, got {patience!r}")
+        if (
+            isinstance(min_delta, bool)
+            or not isinstance(min_delta, (int, float, np.integer, np.floating))
+            or not math.isfinite(min_delta)
+        ):
+            raise ConfigError(f"EarlyStopping: min_delta must be a finite number, got {min_delta!r}")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
         self.mode = _monitor_mode(monitor, mode)
-        self.restore_best_weights = restore_best_weights
+        self.restore_best_weights = _check_bool("EarlyStopping", "restore_best_weights", restore_best_weights)
         self.stopped_epoch: int | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -115,7 +159,11 @@ class LearningRateScheduler(Callback):
         self.schedule = schedule
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        lr = float(self.schedule(epoch))
+        value = self.schedule(epoch)
+        try:
+            lr = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"schedule({epoch}) returned {value!r}; expected a positive learning rate") from None
         if not math.isfinite(lr) or lr <= 0:
             raise ConfigError(f"schedule({epoch}) returned {lr!r}; expected a positive learning rate")
         self.model.optimizer.lr = lr
@@ -128,7 +176,10 @@ class LearningRateScheduler(Callback):
 class ModelCheckpoint(Callback):
     """Save the model after each epoch to ``filepath`` (may contain ``{epoch}`` and metric names).
 
-    With ``save_best_only=True`` only when ``monitor`` improves.  Writes are atomic.
+    ``filepath`` is a ``str.format`` template over ``epoch`` (1-based) and the logged
+    metrics (``LOG_KEYS``), e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``; it is
+    checked here, not after the first epoch.  With ``save_best_only=True`` only when
+    ``monitor`` improves.  Writes are atomic.
     """
 
     def __init__(
@@ -138,8 +189,11 @@ class ModelCheckpoint(Callback):
         save_best_only: bool = False,
         mode: str = "auto",
     ) -> None:
-        self.filepath = str(filepath)
-        self.monitor, self.save_best_only = monitor, save_best_only
+        if not isinstance(filepath, (str, os.PathLike)):
+            raise ConfigError(f"ModelCheckpoint: filepath must be a path, got {type(filepath).__name__}")
+        self.filepath = _check_template(os.fspath(filepath))
+        self.monitor = _check_monitor("ModelCheckpoint", monitor)
+        self.save_best_only = _check_bool("ModelCheckpoint", "save_best_only", save_best_only)
         self.mode = _monitor_mode(monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
 
@@ -155,4 +209,33 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = value
-        self.model.save(self.filepath.format(epoch=epoch + 1, **logs))
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as e:
+            raise ConfigError(
+                f"ModelCheckpoint: filepath {self.filepath!r} uses {e.args[0]!r}, which this fit does not log "
+                f"(it logs {', '.join(sorted(logs))}; val_ metrics need validation_data)"
+            ) from None
+        self.model.save(path)
+
+
+def _check_template(filepath: str) -> str:
+    """``filepath`` if it formats with ``epoch`` and the metrics of LOG_KEYS, else ConfigError naming the key."""
+    known = ("epoch", *LOG_KEYS)
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(filepath) if field is not None]
+    except ValueError as e:
+        raise ConfigError(
+            f"ModelCheckpoint: filepath {filepath!r} is not a valid template ({e}); write {{{{ and }}}} for braces"
+        ) from None
+    for field in fields:
+        key = field.split(".")[0].split("[")[0]
+        if key not in known:
+            raise ConfigError(
+                f"ModelCheckpoint: filepath {filepath!r} uses {{{field}}}; known keys: {', '.join(known)}"
+            )
+    try:
+        filepath.format(epoch=1, **dict.fromkeys(LOG_KEYS, 0.5))
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise ConfigError(f"ModelCheckpoint: filepath {filepath!r} cannot be formatted ({e})") from None
+    return filepath

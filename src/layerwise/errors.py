@@ -8,9 +8,35 @@ expected and what was given.
 
 from __future__ import annotations
 
+import re
+
+#: Longest message an error carries; longer ones (a list of 200,000 zip members) are cut.
+MAX_MESSAGE = 2000
+
+# Control characters other than the newline (ANSI escapes, carriage returns, bidi overrides...):
+# text from a file or an argument must not be able to repaint the user's terminal.
+_UNPRINTABLE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` with control characters escaped (``\\x1b``), cut to ``limit`` characters if given."""
+    text = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 40] + f"... [{len(text) - limit + 40:,} more characters]"
+    return text
+
 
 class LayerwiseError(Exception):
-    """Base class of every error raised on purpose by layerwise."""
+    """Base class of every error raised on purpose by layerwise.
+
+    A single-string message is made printable (control characters escaped) and cut
+    to ``MAX_MESSAGE`` characters: messages quote names and values from files.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (printable(args[0], MAX_MESSAGE),)
+        super().__init__(*args)
 
 
 class InputError(LayerwiseError, ValueError):
@@ -62,8 +88,23 @@ class ModelFileError(LayerwiseError, ValueError):
     """A model or checkpoint file is not one layerwise wrote, or was damaged."""
 
 
-class DivergenceError(LayerwiseError, FloatingPointError):
-    """Training produced a NaN or infinite loss; the model keeps its last finite weights."""
+class NonFiniteError(LayerwiseError, FloatingPointError):
+    """A network's outputs (or loss) are NaN or infinite, so there is no result to give."""
+
+
+class DivergenceError(NonFiniteError):
+    """Training produced a NaN or infinite loss; the model keeps weights with finite outputs."""
+
+
+class FileWriteError(LayerwiseError, OSError):
+    """A file could not be written (disk full, permission denied...); the previous file is unchanged.
+
+    ``FileWriteError(errno, what happened, path)``: ``path`` is the file asked for, never a
+    temporary file; ``errno`` is the operating system's (``errno.ENOSPC`` for a full disk).
+    """
+
+    def __str__(self) -> str:
+        return printable(f"{self.filename}: {self.strerror}", MAX_MESSAGE)
 
 
 class RunFolderError(LayerwiseError, ValueError):

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import Callback, History
-from .errors import ConfigError, DivergenceError
+from .callbacks import Callback, History, check_callbacks
+from .errors import ConfigError, DivergenceError, NonFiniteError, printable
 from .losses import CrossEntropyLogit, Logistic, get_loss, softmax
 from .network import Sequential
 from .optim import Optimizer, get_optimizer
@@ -76,6 +76,7 @@ class Model:
         where it stopped.  Returns the ``History`` (also kept as ``model.history``).
         """
         x, y = self._check_xy(x, y)
+        callbacks = check_callbacks(callbacks)
         epochs = check_positive_int("epochs", epochs)
         batch_size = check_positive_int("batch_size", batch_size)
         if validation_data is not None:
@@ -97,25 +98,30 @@ class Model:
         self.train_config = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle)}
         self.stop_training = False
         self.interrupt_requested = False
-        # The weights before each update, kept so that an update that overflows can be undone.
-        self._last_finite = self.net.flat_params.copy()
-        self._backup = [self._last_finite]
+        # Two snapshots, so that a divergence can be undone (see _diverged): the weights
+        # before each update (the optimizer fills it), and those the current epoch started from.
+        self._backup = [self.net.flat_params.copy()]
+        self._epoch_start = self.net.flat_params.copy()
+        self._epoch_start_is = "the weights this fit started from"
         for cb in callbacks:
             cb.on_train_begin()
         start_epoch = resume["epoch"] if resume else 0
         for epoch in range(start_epoch, epochs):
+            if epoch > start_epoch:
+                np.copyto(self._epoch_start, self.net.flat_params)
+                self._epoch_start_is = f"the weights of epoch {epoch} (the last completed one)"
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             # Overflow is handled by the divergence check (a clear error, finite weights kept),
             # so NumPy's RuntimeWarnings would only be noise in front of it.
             with np.errstate(over="ignore", invalid="ignore"):
                 logs = self._train_epoch(x, y, epoch, epochs, batch_size, shuffle, verbose, resume)
-            self._check_finite_weights(epoch)
+                self._check_last_update(epoch)
             resume = None
             if logs is None:  # interrupted: train_state holds where we are
                 break
             if validation_data is not None:
-                val_loss, val_acc = self.evaluate(*validation_data, _checked=True)
+                val_loss, val_acc = self.evaluate(*validation_data, _checked=True, _name="validation_data[0]")
                 logs["val_loss"] = val_loss
                 if not math.isnan(val_acc):
                     logs["val_accuracy"] = val_acc
@@ -207,54 +213,88 @@ class Model:
         self, xb: np.ndarray, yb: np.ndarray, params: list, grads: list, epoch: int, step: int
     ) -> tuple[float, float]:
         """forward, loss, backward, update: returns (batch loss, correct predictions)."""
+        self._last_batch = (xb, yb)
         z = self.net.forward(xb, training=True)
         J = self.loss.forward(z, yb)
         if not math.isfinite(J):
-            if not np.isfinite(self.net.flat_params).all():  # the last update overflowed: undo it
-                self.net.flat_params[...] = self._last_finite
-            raise DivergenceError(
-                f"training diverged: the loss became {J} at epoch {epoch + 1}, step {step + 1}; "
-                "the model keeps its last finite weights (try a smaller learning rate)"
-            )
+            raise self._diverged(f"the loss became {J} at epoch {epoch + 1}, step {step + 1}", xb, yb)
         correct = float(self.loss.correct(z, yb))
         self.net.backward(self.loss.backward(), need_input_grad=False)
         self.optimizer.step(params, grads, backup=self._backup)
         return J, correct
 
-    def _check_finite_weights(self, epoch: int) -> None:
-        """Once per epoch: the epoch's last update may have overflowed with no later loss to notice."""
-        if np.isfinite(self.net.flat_params).all():
+    def _check_last_update(self, epoch: int) -> None:
+        """Once per epoch: the epoch's last update may have diverged with no later loss to notice.
+
+        Its weights must be finite and give finite outputs on the epoch's last batch.
+        """
+        if getattr(self, "_last_batch", None) is None:  # interrupted before a step
             return
-        restored = bool(np.isfinite(self._last_finite).all())
-        if restored:
-            self.net.flat_params[...] = self._last_finite
-        raise DivergenceError(
-            f"training diverged: the weights became NaN or inf in the last update of epoch {epoch + 1}; "
-            + ("the model keeps its last finite weights" if restored else "no finite weights to restore")
-            + " (try a smaller learning rate)"
-        )
+        xb, yb = self._last_batch
+        self._last_batch = None  # not kept alive after fit
+        if np.isfinite(self.net.flat_params).all() and self._outputs_finite(xb, yb):
+            return
+        raise self._diverged(f"the last update of epoch {epoch + 1} made the weights or outputs NaN or inf", xb, yb)
+
+    def _diverged(self, what: str, xb: np.ndarray, yb: np.ndarray) -> DivergenceError:
+        """Put back weights whose outputs on the batch that diverged are finite; the error to raise.
+
+        Finite weights are not enough: weights of 1e29 are finite, yet every output
+        they give is NaN.  Tried in turn: the weights from before the last update, then
+        those the epoch started from (the last completed epoch's, or fit's start).
+        """
+        candidates = [(self._backup[0], "the weights from before the last update"),
+                      (self._epoch_start, self._epoch_start_is)]  # fmt: skip
+        for weights, label in candidates:
+            if np.isfinite(weights).all():
+                self.net.flat_params[...] = weights
+                if self._outputs_finite(xb, yb):
+                    kept = f"the model keeps {label}, whose outputs on that batch are finite"
+                    break
+        else:
+            self.net.flat_params[...] = self._epoch_start
+            kept = (
+                f"the model keeps {self._epoch_start_is}, but even they give NaN or inf on that batch: "
+                "are the inputs scaled (e.g. pixels / 255)?"
+            )
+        self._last_batch = None
+        return DivergenceError(f"training diverged: {what}; {kept} (try a smaller learning rate)")
+
+    def _outputs_finite(self, xb: np.ndarray, yb: np.ndarray) -> bool:
+        """Does the network (in inference mode) give finite outputs and loss on this batch?"""
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = self.net.forward(xb)
+            return bool(np.isfinite(z).all()) and math.isfinite(self.loss.forward(z, yb))
 
     # -- inference --------------------------------------------------------------------
     def evaluate(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int = 4096, _checked: bool = False
+        self, x: np.ndarray, y: np.ndarray, batch_size: int = 4096, _checked: bool = False, _name: str = "x"
     ) -> tuple[float, float]:
-        """(mean loss, accuracy) over x, y; accuracy is NaN where it means nothing (regression)."""
+        """(mean loss, accuracy) over x, y; accuracy is NaN where it means nothing (regression).
+
+        Raises NonFiniteError (naming the first sample) when the network's outputs are NaN or inf.
+        """
+        name = _name
         if not _checked:
             x, y = self._check_xy(x, y)
         batch_size = check_positive_int("batch_size", batch_size)
         total_loss, correct = 0.0, 0.0
         for lo in range(0, len(x), batch_size):
-            z = self._forward(x[lo : lo + batch_size])
+            z = self._forward(x[lo : lo + batch_size], lo, name)
             yb = y[lo : lo + batch_size]
             total_loss += self.loss.forward(z, yb) * len(yb)
             correct += self.loss.correct(z, yb)
         return float(total_loss / len(x)), float(correct / len(x))
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Raw network outputs: (n, *output_shape), in inference mode."""
+        """Raw network outputs: (n, *output_shape), in inference mode.
+
+        Raises NonFiniteError (naming the first sample) when an output is NaN or inf,
+        e.g. for float64 input of 1e300 that overflows a float32 network.
+        """
         x = check_features(x, self.net.input_shape)
         batch_size = check_positive_int("batch_size", batch_size)
-        return np.concatenate([self._forward(x[lo : lo + batch_size]) for lo in range(0, len(x), batch_size)])
+        return np.concatenate([self._forward(x[lo : lo + batch_size], lo) for lo in range(0, len(x), batch_size)])
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities: softmax of the logits (n, classes); for the logistic loss P(y=1): (n,)."""
@@ -274,8 +314,22 @@ class Model:
             return (z[:, 0] > 0).astype(np.intp)
         return z
 
-    def _forward(self, xb: np.ndarray) -> np.ndarray:
-        return self.net.forward(self._as_input(xb))
+    def _forward(self, xb: np.ndarray, offset: int = 0, name: str = "x") -> np.ndarray:
+        """Inference on one batch (samples offset.. of ``name``); never a NaN or inf result."""
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow gets the clear error below
+            z = self.net.forward(self._as_input(xb))
+        if np.isfinite(z).all():
+            return z
+        row = int(np.flatnonzero(~np.isfinite(z.reshape(len(z), -1)).all(axis=1))[0])
+        largest = float(np.abs(xb[row]).max())
+        limit = float(np.finfo(self.net.dtype).max)
+        why = (
+            f"its values (up to {largest:.3g}) do not fit the network's {self.net.dtype.name} (max {limit:.3g})"
+            if largest > limit
+            else f"the network overflows on it (its largest |value| is {largest:.3g}; are the inputs scaled "
+            "as in training, and are the weights finite?)"
+        )
+        raise NonFiniteError(f"{name}: the network's output for sample {offset + row} is NaN or inf: {why}")
 
     # -- helpers ----------------------------------------------------------------------
     def _check_xy(self, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
@@ -296,10 +350,12 @@ class Model:
         save_model(self, path)
 
     def summary(self) -> str:
-        return self.net.summary() + f"\nLoss: {type(self.loss).__name__}   Optimizer: {self.optimizer!r}"
+        """The network's table, loss and optimizer; printable (names from a file cannot reach the terminal raw)."""
+        text = self.net.summary() + f"\nLoss: {type(self.loss).__name__}   Optimizer: {self.optimizer!r}"
+        return printable(text)
 
     def __repr__(self) -> str:
-        return f"Model({self.net!r}, loss={type(self.loss).__name__}, optimizer={self.optimizer!r})"
+        return printable(f"Model({self.net!r}, loss={type(self.loss).__name__}, optimizer={self.optimizer!r})")
 
 
 def _progress_bar(total: int, epoch: int, epochs: int, initial: int) -> Any:

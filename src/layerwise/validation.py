@@ -160,6 +160,6 @@ def train_state_problem(state: Any) -> str | None:
             continue
         try:
             np.random.default_rng().bit_generator.state = state.get(key)
-        except (TypeError, ValueError, KeyError) as e:
+        except (TypeError, ValueError, KeyError, OverflowError) as e:  # OverflowError: -1 for a uint64
             return f"{key!r} is not a PCG64 state ({e})"
     return None

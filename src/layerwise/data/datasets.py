@@ -294,16 +294,37 @@ def _not_found_message(key: str, searched: list[tuple[Path, str]], failures: lis
 
 
 def _mirrors(key: str) -> list[str]:
-    """Base URLs to try for ``key``: ``$LAYERWISE_MIRROR`` if set, else ``MIRRORS``."""
+    """Base URLs to try for ``key``: ``$LAYERWISE_MIRROR`` if set, else ``MIRRORS``.
+
+    Each is checked here, so that a malformed one is a ConfigError naming it and where
+    it came from, not an error of urllib in the middle of a download.
+    """
     override = os.environ.get("LAYERWISE_MIRROR", "").split()
+    source = "$LAYERWISE_MIRROR" if override else "MIRRORS"
     bases = [b.replace("{name}", key) for b in override] or list(MIRRORS.get(key, ()))
     for base in bases:
-        if urllib.parse.urlsplit(base).scheme not in _URL_SCHEMES:
+        if problem := _url_problem(base):
             raise ConfigError(
-                f"mirror URL {base!r} (from $LAYERWISE_MIRROR or MIRRORS) must "
-                f"start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}"
+                f"mirror URL {base!r} (from {source}) {problem}; expected base URLs such as "
+                f"'https://example.org/{key}/' separated by spaces"
             )
     return bases
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a mirror's base URL, or None."""
+    if len(url) > 2000 or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return "is too long or holds control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (a port such as ':99999' or ':x' raises ValueError only when read)
+    except ValueError as e:
+        return f"is malformed ({e})"
+    if parts.scheme not in _URL_SCHEMES:
+        return f"must start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}"
+    if parts.scheme != "file" and not parts.hostname:
+        return "has no host name"
+    return None
 
 
 def _fetch(url: str) -> bytes:
@@ -338,7 +359,7 @@ def _download_one(key: str, stem: str, cache: Path, bases: list[str]) -> list[st
         try:
             log.info("downloading %s", url)
             data = _fetch(url)
-        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
             reasons.append(f"{url}: {exc}")
             continue
         try:

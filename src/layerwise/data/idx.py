@@ -19,7 +19,9 @@ are rejected with a ``DataFormatError`` saying so.
 
 Every read is bounded by what the header declares: the expected byte count is
 computed with Python integers *before* anything is allocated, so a header
-claiming 10**9 images in a 1 kB file fails at once, and a gzip "bomb" is only
+claiming 10**9 images in a 1 kB file fails at once; an uncompressed file whose
+size differs from what its header declares (say a valid header followed by 3 GB
+of sparse trailing data) fails before its body is read; and a gzip "bomb" is only
 decompressed up to the declared size plus one byte.
 """
 
@@ -142,23 +144,28 @@ def _parse_header(buf: Buffer, name: str) -> _Header:
     return _Header(dtype, shape)
 
 
-def _decode(buf: Buffer, name: str) -> np.ndarray:
-    """Turn uncompressed IDX bytes into an array in native byte order."""
-    header = _parse_header(buf, name)
-    expected, actual = header.nbytes, len(buf) - header.size
+def _check_body(header: _Header, actual: int, name: str) -> None:
+    """DataFormatError unless ``actual`` bytes of data follow the header, as it declares."""
+    expected = header.nbytes
     if actual < expected:
         raise DataFormatError(
             f"{name}: truncated IDX data: the header declares {header.describe()} "
             f"= {expected} bytes, but only {actual} bytes follow the header"
         )
     if actual > expected:
-        # Bounded reads stop one byte past the declared size, so 1 may mean "1 or more".
         extra = actual - expected
+        # Bounded reads stop one byte past the declared size, so 1 may mean "1 or more".
         surplus = "at least 1 extra byte" if extra == 1 else f"{extra} extra bytes"
         raise DataFormatError(
             f"{name}: trailing data after the IDX array: the header declares "
             f"{header.describe()} = {expected} bytes; found {surplus} after them"
         )
+
+
+def _decode(buf: Buffer, name: str) -> np.ndarray:
+    """Turn uncompressed IDX bytes into an array in native byte order."""
+    header = _parse_header(buf, name)
+    _check_body(header, len(buf) - header.size, name)
     arr = np.frombuffer(buf, dtype=header.dtype, count=math.prod(header.shape), offset=header.size)
     arr = arr.reshape(header.shape)
     if not arr.dtype.isnative:
@@ -240,11 +247,37 @@ def read_idx_raw(path: PathLike) -> Buffer:
         if not stat.S_ISREG(info.st_mode):
             # A pipe or device has no size to check the header against.
             return _read_bounded(f, name)
-        # A regular file: its size bounds the allocation, and decoding checks it
-        # against the header.  readinto avoids a second copy of a 47 MB file.
-        buf = bytearray(info.st_size)
-        del buf[f.readinto(buf) :]
-        return buf
+        return _read_regular(f, info.st_size, name)
+
+
+def _read_regular(f: BinaryIO, file_size: int, name: str) -> bytearray:
+    """An uncompressed IDX file: the header is read and checked against the file's size first.
+
+    Only then is the body read, into one buffer of exactly the declared size (readinto:
+    no second copy of a 47 MB file).  A valid small header followed by gigabytes of
+    (sparse) trailing data fails here without reading them.
+    """
+    head = bytearray(_read_upto(f, 4))
+    if len(head) == 4:
+        head += _read_upto(f, 4 * head[3])
+    header = _parse_header(head, name)
+    expected = header.size + header.nbytes
+    _check_body(header, file_size - header.size, name)
+    buf = bytearray(expected)
+    buf[: len(head)] = head
+    view = memoryview(buf)
+    got = len(head)
+    while got < expected:  # readinto may return less than asked (a file shrinking under us)
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    view.release()
+    if got < expected or f.read(1):  # the file changed size since fstat
+        del buf[got:]
+        if got == expected:
+            buf += b"\0"  # one byte past the declared size: reported as trailing data
+    return buf
 
 
 def parse_idx_bytes(data: Buffer, name: str = "<bytes>") -> np.ndarray:
