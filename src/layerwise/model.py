@@ -97,7 +97,8 @@ class Model:
             cb.set_model(self)
         self.train_config = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle)}
         self.stop_training = False
-        self.interrupt_requested = False
+        # interrupt_requested is not reset here: a stop asked for while training starts up
+        # (a signal before the first step) is honoured at the first step.
         # Two snapshots, so that a divergence can be undone (see _diverged): the weights
         # before each update (the optimizer fills it), and those the current epoch started from.
         self._backup = [self.net.flat_params.copy()]
@@ -133,6 +134,7 @@ class Model:
                 break
         for cb in callbacks:
             cb.on_train_end()
+        self.interrupt_requested = False  # answered: the next fit starts afresh
         return history
 
     def _train_epoch(
