@@ -90,12 +90,15 @@ def random_mlp(rng: np.random.Generator, dtype=np.float32) -> tuple[lw.Sequentia
 
 def trained(net: lw.Sequential, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[lw.Model, np.ndarray]:
     """A model after a few training steps (weights and BatchNorm statistics moved), and a uint8 test batch."""
-    model = lw.Model(net, optimizer=lw.optim.Adam(1e-2), seed=0)
+    # A Softmax output trains under MSE on one-hot targets: the cross-entropy on logits refuses it.
+    probabilities = isinstance(net.layers[-1], lw.Softmax)
+    loss = "mse" if probabilities else "crossEntropyLogit"
+    model = lw.Model(net, loss=loss, optimizer=lw.optim.Adam(1e-2), seed=0)
     x = rng.integers(0, 256, (48, *shape)).astype(np.uint8)
     if not net.layers[0].casts_input:
         x = x.astype(net.dtype) / 255
     y = rng.integers(0, net.output_shape[0], len(x))
-    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    model.fit(x, np.eye(net.output_shape[0])[y] if probabilities else y, epochs=3, batch_size=16, verbose=0)
     return model, x[:20]
 
 

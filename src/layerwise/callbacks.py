@@ -3,14 +3,21 @@
 A callback overrides any of the ``on_*`` hooks; ``self.model`` is the Model
 being trained.  Setting ``model.stop_training = True`` ends training after the
 current epoch.
+
+Hooks and their logs: ``on_train_batch_begin(batch, logs)`` with ``{"size": n}``
+and ``on_train_batch_end(batch, logs)`` with ``{"size", "loss", "accuracy"}`` of
+that batch (before its update; batch counts from 0 in each epoch) are called once
+per batch, and only for callbacks that override them, so other callbacks cost
+nothing per batch.  ``on_epoch_end(epoch, logs)`` gets the epoch's ``LOG_KEYS``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +40,8 @@ class Callback:
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
 
 
 class History(Callback):
@@ -151,15 +160,23 @@ class EarlyStopping(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Set ``optimizer.lr = schedule(epoch)`` at the start of every epoch (see ``layerwise.schedules``)."""
+    """Set ``optimizer.lr`` at the start of every epoch from ``schedule(epoch)`` or ``schedule(epoch, lr)``.
 
-    def __init__(self, schedule: Schedule) -> None:
+    ``schedule(epoch)``: the schedules of ``layerwise.schedules`` and any function of
+    the epoch (counted from 0).  ``schedule(epoch, lr)``: Keras' form, given the
+    current learning rate, e.g. ``lambda epoch, lr: lr if epoch < 10 else lr * 0.9``.
+    Which one is told from the signature: a callable that can take two positional
+    arguments gets two.
+    """
+
+    def __init__(self, schedule: Schedule | Callable[[int, float], float]) -> None:
         if not callable(schedule):
             raise ConfigError(f"schedule: expected a callable epoch -> lr, got {schedule!r}")
         self.schedule = schedule
+        self.takes_lr = _schedule_arity(schedule) == 2
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        value = self.schedule(epoch)
+        value = self.schedule(epoch, self.model.optimizer.lr) if self.takes_lr else self.schedule(epoch)
         try:
             lr = float(value)
         except (TypeError, ValueError, OverflowError):
@@ -171,6 +188,24 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # History has already taken this epoch's logs, so record the rate in it directly.
         self.model.history.history.setdefault("lr", []).append(self.model.optimizer.lr)
+
+
+def _schedule_arity(schedule: Callable[..., Any]) -> int:
+    """2 for Keras' ``schedule(epoch, lr)``, 1 for ``schedule(epoch)``; ConfigError for anything else."""
+    try:
+        signature = inspect.signature(schedule)
+    except (TypeError, ValueError):  # some builtins have no signature: assume schedule(epoch)
+        return 1
+    for arity, args in ((2, (0, 0.1)), (1, (0,))):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return arity
+    raise ConfigError(
+        f"schedule: expected a function schedule(epoch) or schedule(epoch, lr) returning the learning rate, "
+        f"got {getattr(schedule, '__name__', type(schedule).__name__)}{signature}"
+    )
 
 
 class ModelCheckpoint(Callback):

@@ -2,6 +2,13 @@
 
 One training step is the seed's recipe, in four lines of ``_train_step``:
 forward, loss, backward, update.  Everything else here is bookkeeping.
+
+Keras habits that work: ``fit(validation_split=0.1)`` (the last 10%, see
+``layerwise.training``), ``class_weight`` / ``sample_weight`` (weighted mean loss,
+see ``layerwise.losses``), per-batch callback hooks, ``train_on_batch``,
+``evaluate(..., return_dict=True)``.  ``fit`` refuses a Softmax output under the
+cross-entropy on logits and warns about input that looks scaled twice or not at all
+(``layerwise.guards``).
 """
 
 from __future__ import annotations
@@ -14,15 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from . import training
 from .callbacks import Callback, History, check_callbacks
-from .errors import ConfigError, DivergenceError, NonFiniteError, printable
-from .losses import CrossEntropyLogit, Logistic, get_loss, softmax
+from .errors import ConfigError, DivergenceError, printable
+from .guards import check_input_scale, check_output_for_loss
+from .inference import Inference, result
+from .losses import get_loss
 from .network import Sequential
 from .optim import Optimizer, get_optimizer
-from .validation import check_features, check_positive_int, check_targets, train_state_problem
+from .validation import check_features, check_positive_int, check_targets, combined_weights, train_state_problem
 
 
-class Model:
+class Model(Inference):
     """``Model(net, loss="crossEntropyLogit", optimizer="adam")``.
 
     loss: a name (``"crossEntropyLogit"``, ``"logistic"``, ``"mse"``) or a Loss.
@@ -49,6 +59,7 @@ class Model:
         self.noise_rng = np.random.default_rng(None if self.seed is None else [self.seed, 1])
         net.set_rng(self.noise_rng)
         self.stop_training = False
+        self._previous_step: np.ndarray | None = None  # train_on_batch's last starting weights
         self.history: History | None = None
         self.train_config: dict[str, Any] = {}
         # Set by a signal handler (see cli): fit stops cleanly after the current step.
@@ -67,24 +78,33 @@ class Model:
         callbacks: Iterable[Callback] = (),
         verbose: int = 1,
         resume: dict[str, Any] | None = None,
+        *,
+        validation_split: float = 0.0,
+        class_weight: dict[int, float] | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> History:
         """Train for ``epochs`` passes over x: (n, *input_shape) with targets y (labels (n,) or one-hot rows).
 
-        The epoch's ``loss`` and ``accuracy`` are the sample-weighted means over its
-        batches, each computed before that batch's update (as Keras reports them).
+        The epoch's ``loss`` and ``accuracy`` are the means over its batches weighted by
+        batch size, each computed before that batch's update (as Keras reports them).
+        validation_data: (x_val, y_val) or (x_val, y_val, sample_weight_val), evaluated
+        after every epoch (``val_loss``, ``val_accuracy``).  validation_split: instead,
+        hold out the last fraction of x and y (Keras' split, before shuffling).
+        sample_weight: (n,) weights >= 0; class_weight: {class: weight} (others weigh 1);
+        both given, they multiply.  A batch's loss is then Σ wᵢℓᵢ / Σ wᵢ (as PyTorch's
+        ``CrossEntropyLoss(weight=...)``); accuracy stays unweighted.
         ``resume`` takes ``model.train_state`` from a checkpoint and continues exactly
         where it stopped.  Returns the ``History`` (also kept as ``model.history``).
         """
-        x, y = self._check_xy(x, y)
+        data = training.prepare(self, x, y, validation_data, validation_split, sample_weight, class_weight)
+        x, y, weights = data.x, data.y, data.weights
         callbacks = check_callbacks(callbacks)
         epochs = check_positive_int("epochs", epochs)
         batch_size = check_positive_int("batch_size", batch_size)
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ConfigError("validation_data: expected a pair (x_val, y_val)")
-            validation_data = self._check_xy(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+        check_output_for_loss(self.net, self.loss)
         if resume is not None and (problem := train_state_problem(resume)):
             raise ConfigError(f"resume: not a training state from a checkpoint: {problem}")
+        check_input_scale(x, self.net)
         x = self._as_input(x)
         history = History()
         if resume is not None:
@@ -93,6 +113,7 @@ class Model:
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": len(x)}
         self.history = history  # callbacks (checkpoints) may read it during training
         callbacks = [history, *callbacks]
+        self._batch_callbacks = training.batch_callbacks(callbacks)
         for cb in callbacks:
             cb.set_model(self)
         self.train_config = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle)}
@@ -104,6 +125,7 @@ class Model:
         self._backup = [self.net.flat_params.copy()]
         self._epoch_start = self.net.flat_params.copy()
         self._epoch_start_is = "the weights this fit started from"
+        self._previous_step = None
         for cb in callbacks:
             cb.on_train_begin()
         start_epoch = resume["epoch"] if resume else 0
@@ -115,17 +137,28 @@ class Model:
                 cb.on_epoch_begin(epoch)
             # Overflow is handled by the divergence check (a clear error, finite weights kept),
             # so NumPy's RuntimeWarnings would only be noise in front of it.
-            with np.errstate(over="ignore", invalid="ignore"):
-                logs = self._train_epoch(x, y, epoch, epochs, batch_size, shuffle, verbose, resume)
-                self._check_last_update(epoch)
-            resume = None
-            if logs is None:  # interrupted: train_state holds where we are
-                break
-            if validation_data is not None:
-                val_loss, val_acc = self.evaluate(*validation_data, _checked=True, _name="validation_data[0]")
-                logs["val_loss"] = val_loss
-                if not math.isnan(val_acc):
-                    logs["val_accuracy"] = val_acc
+            self._bar = None
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    logs = self._train_epoch(x, y, weights, epoch, epochs, batch_size, shuffle, verbose, resume)
+                    self._check_last_update(epoch)
+                resume = None
+                if logs is None:  # interrupted: train_state holds where we are
+                    break
+                if data.validation is not None:
+                    xv, yv, wv = data.validation
+                    val_loss, val_acc = self.evaluate(
+                        xv, yv, sample_weight=wv, _checked=True, _name=data.validation_name
+                    )
+                    logs["val_loss"] = val_loss
+                    if not math.isnan(val_acc):
+                        logs["val_accuracy"] = val_acc
+                if self._bar is not None:  # the epoch's line ends with its validation metrics
+                    training.show_epoch(self._bar, logs)
+            finally:
+                if self._bar is not None:
+                    self._bar.close()
+                    self._bar = None
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if verbose == 2:
@@ -141,6 +174,7 @@ class Model:
         self,
         x: np.ndarray,
         y: np.ndarray,
+        weights: np.ndarray | None,
         epoch: int,
         epochs: int,
         batch_size: int,
@@ -148,7 +182,10 @@ class Model:
         verbose: int,
         resume: dict[str, Any] | None,
     ) -> dict[str, float] | None:
-        """One pass over the data; returns the epoch's logs, or None when interrupted."""
+        """One pass over the data; returns the epoch's logs, or None when interrupted.
+
+        With verbose=1 its progress bar is left open in ``self._bar`` for fit to finish.
+        """
         n = len(x)
         if resume:  # replay the epoch's shuffle from the RNG state it started with
             self.rng.bit_generator.state = resume["rng_state"]
@@ -160,18 +197,30 @@ class Model:
         rng_state = self.rng.bit_generator.state
         order = self.rng.permutation(n) if shuffle else None
         n_steps = -(-n // batch_size)
-        bar = _progress_bar(n, epoch, epochs, totals["seen"]) if verbose == 1 else None
+        bar = self._bar = training.progress_bar(n, epoch, epochs, totals["seen"]) if verbose == 1 else None
         refresh = max(1, n_steps // 50)
         started = time.perf_counter()
         params, grads = [self.net.flat_params], [self.net.flat_grads]
+        batch_callbacks, wb = self._batch_callbacks, None
         for step in range(first_step, n_steps):
             lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
             if order is None:
                 xb, yb = x[lo:hi], y[lo:hi]
+                if weights is not None:
+                    wb = weights[lo:hi]
             else:
                 idx = order[lo:hi]
                 xb, yb = x[idx], y[idx]
-            batch_loss, batch_correct = self._train_step(xb, yb, params, grads, epoch, step)
+                if weights is not None:
+                    wb = weights[idx]
+            if batch_callbacks:
+                for cb in batch_callbacks:
+                    cb.on_train_batch_begin(step, {"size": hi - lo})
+            batch_loss, batch_correct = self._train_step(xb, yb, params, grads, (epoch, step), wb)
+            if batch_callbacks:
+                batch_logs = training.batch_logs(hi - lo, batch_loss, batch_correct)
+                for cb in batch_callbacks:
+                    cb.on_train_batch_end(step, batch_logs)
             totals["loss"] += batch_loss * (hi - lo)
             totals["correct"] += batch_correct
             totals["seen"] += hi - lo
@@ -191,11 +240,7 @@ class Model:
                     "noise_rng_state": self.noise_rng.bit_generator.state,
                     "totals": totals,
                 }
-                if bar is not None:
-                    bar.close()
-                return None
-        if bar is not None:
-            bar.close()
+                return None  # fit closes the bar
         totals["seconds"] += time.perf_counter() - started
         self.train_state = {
             "epoch": epoch + 1,
@@ -212,14 +257,25 @@ class Model:
         return logs
 
     def _train_step(
-        self, xb: np.ndarray, yb: np.ndarray, params: list, grads: list, epoch: int, step: int
+        self,
+        xb: np.ndarray,
+        yb: np.ndarray,
+        params: list,
+        grads: list,
+        where: tuple[int, int] | None,
+        wb: np.ndarray | None = None,
     ) -> tuple[float, float]:
-        """forward, loss, backward, update: returns (batch loss, correct predictions)."""
+        """forward, loss, backward, update: returns (batch loss, correct predictions).
+
+        where: (epoch, step) for messages, None in ``train_on_batch``.  wb: the batch's sample weights.
+        """
         self._last_batch = (xb, yb)
         z = self.net.forward(xb, training=True)
-        J = self.loss.forward(z, yb)
+        # Unweighted, the loss is called exactly as always (explain's recorder wraps that call).
+        J = self.loss.forward(z, yb) if wb is None else self.loss.forward(z, yb, sample_weight=wb)
         if not math.isfinite(J):
-            raise self._diverged(f"the loss became {J} at epoch {epoch + 1}, step {step + 1}", xb, yb)
+            at = "in train_on_batch" if where is None else f"at epoch {where[0] + 1}, step {where[1] + 1}"
+            raise self._diverged(f"the loss became {J} {at}", xb, yb)
         correct = float(self.loss.correct(z, yb))
         self.net.backward(self.loss.backward(), need_input_grad=False)
         self.optimizer.step(params, grads, backup=self._backup)
@@ -264,74 +320,55 @@ class Model:
 
     def _outputs_finite(self, xb: np.ndarray, yb: np.ndarray) -> bool:
         """Does the network (in inference mode) give finite outputs and loss on this batch?"""
+        hooks, self.net._hooks = self.net._hooks, None  # an internal check: hooks and traces do not see it
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = self.net.forward(xb)
+                return bool(np.isfinite(z).all()) and math.isfinite(self.loss.forward(z, yb))
+        finally:
+            self.net._hooks = hooks
+
+    def train_on_batch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: bool = False,
+    ) -> tuple[float, float] | dict[str, float]:
+        """One training step on exactly this batch: the step ``fit`` takes (bit for bit), nothing else.
+
+        x: (m, *input_shape), y: (m,) labels or one-hot rows.  Returns (loss, accuracy)
+        of the batch as computed before the update (accuracy NaN for regression), or
+        ``{"loss": ..., "accuracy": ...}`` with ``return_dict=True``.  Raises
+        DivergenceError (keeping the weights from before the step) when the loss or the
+        updated weights are NaN or inf.
+        """
+        x, y = self._check_xy(x, y)
+        weights = combined_weights(sample_weight, class_weight, y, self.net.n_outputs, self.loss)
+        check_output_for_loss(self.net, self.loss)
+        check_input_scale(x, self.net)
+        x = self._as_input(x)
+        # What a divergence falls back on (see _diverged): the weights from before this step,
+        # else those from before the previous train_on_batch (a series of calls has no epochs).
+        self._backup = [self.net.flat_params.copy()]
+        previous = self._previous_step
+        if previous is not None and previous.shape == self._backup[0].shape:
+            self._epoch_start, self._epoch_start_is = previous, "the weights from before the previous train_on_batch"
+        else:
+            self._epoch_start, self._epoch_start_is = self._backup[0], "the weights from before this train_on_batch"
+        params, grads = [self.net.flat_params], [self.net.flat_grads]
         with np.errstate(over="ignore", invalid="ignore"):
-            z = self.net.forward(xb)
-            return bool(np.isfinite(z).all()) and math.isfinite(self.loss.forward(z, yb))
+            loss, correct = self._train_step(x, y, params, grads, None, weights)
+            if not np.isfinite(self.net.flat_params).all():
+                raise self._diverged("the update made the weights NaN or inf in train_on_batch", x, y)
+        self._last_batch = None  # not kept alive after the step
+        self._previous_step = self._backup[0]
+        return result(loss, correct / len(x), return_dict)
 
-    # -- inference --------------------------------------------------------------------
-    def evaluate(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int = 4096, _checked: bool = False, _name: str = "x"
-    ) -> tuple[float, float]:
-        """(mean loss, accuracy) over x, y; accuracy is NaN where it means nothing (regression).
-
-        Raises NonFiniteError (naming the first sample) when the network's outputs are NaN or inf.
-        """
-        name = _name
-        if not _checked:
-            x, y = self._check_xy(x, y)
-        batch_size = check_positive_int("batch_size", batch_size)
-        total_loss, correct = 0.0, 0.0
-        for lo in range(0, len(x), batch_size):
-            z = self._forward(x[lo : lo + batch_size], lo, name)
-            yb = y[lo : lo + batch_size]
-            total_loss += self.loss.forward(z, yb) * len(yb)
-            correct += self.loss.correct(z, yb)
-        return float(total_loss / len(x)), float(correct / len(x))
-
-    def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Raw network outputs: (n, *output_shape), in inference mode.
-
-        Raises NonFiniteError (naming the first sample) when an output is NaN or inf,
-        e.g. for float64 input of 1e300 that overflows a float32 network.
-        """
-        x = check_features(x, self.net.input_shape)
-        batch_size = check_positive_int("batch_size", batch_size)
-        return np.concatenate([self._forward(x[lo : lo + batch_size], lo) for lo in range(0, len(x), batch_size)])
-
-    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Class probabilities: softmax of the logits (n, classes); for the logistic loss P(y=1): (n,)."""
-        z = self.predict_logits(x, batch_size)
-        if isinstance(self.loss, CrossEntropyLogit):
-            return softmax(z, axis=1)
-        if isinstance(self.loss, Logistic):
-            return 0.5 * (1 + np.tanh(0.5 * z[:, 0]))
-        return z
-
-    def predict(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Predicted labels (n,) for classification losses, raw outputs for regression."""
-        z = self.predict_logits(x, batch_size)
-        if isinstance(self.loss, CrossEntropyLogit):
-            return z.argmax(axis=1)
-        if isinstance(self.loss, Logistic):
-            return (z[:, 0] > 0).astype(np.intp)
-        return z
-
-    def _forward(self, xb: np.ndarray, offset: int = 0, name: str = "x") -> np.ndarray:
-        """Inference on one batch (samples offset.. of ``name``); never a NaN or inf result."""
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow gets the clear error below
-            z = self.net.forward(self._as_input(xb))
-        if np.isfinite(z).all():
-            return z
-        row = int(np.flatnonzero(~np.isfinite(z.reshape(len(z), -1)).all(axis=1))[0])
-        largest = float(np.abs(xb[row]).max())
-        limit = float(np.finfo(self.net.dtype).max)
-        why = (
-            f"its values (up to {largest:.3g}) do not fit the network's {self.net.dtype.name} (max {limit:.3g})"
-            if largest > limit
-            else f"the network overflows on it (its largest |value| is {largest:.3g}; are the inputs scaled "
-            "as in training, and are the weights finite?)"
-        )
-        raise NonFiniteError(f"{name}: the network's output for sample {offset + row} is NaN or inf: {why}")
+    def trace(self) -> Any:
+        """``with model.trace() as t:`` records one step's per-layer arrays (see ``layerwise.trace``)."""
+        return self.net.trace()
 
     # -- helpers ----------------------------------------------------------------------
     def _check_xy(self, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
@@ -358,20 +395,3 @@ class Model:
 
     def __repr__(self) -> str:
         return printable(f"Model({self.net!r}, loss={type(self.loss).__name__}, optimizer={self.optimizer!r})")
-
-
-def _progress_bar(total: int, epoch: int, epochs: int, initial: int) -> Any:
-    """A tqdm bar counting samples (so it shows samples/s), or None without tqdm."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency, but the core does not need it
-        return None
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit="samples",
-        unit_scale=True,
-        desc=f"Epoch {epoch + 1}/{epochs}",
-        leave=True,
-        dynamic_ncols=True,
-    )

@@ -19,6 +19,7 @@ import numpy as np
 
 from .arch import Architecture, parse_architecture
 from .errors import ConfigError, DTypeError, InputError, ShapeError, printable
+from .guards import check_linear_stacks
 from .layers import Dense, Layer, ReLU, Rescale, float_dtype, get_activation
 from .layers.base import Shape, check_shape
 
@@ -68,6 +69,7 @@ class Sequential:
             except (ShapeError, ConfigError) as e:
                 raise type(e)(f"layers[{i}]: {e}") from None
         self.output_shape: Shape | None = shape
+        check_linear_stacks(self.layers)
         self._pack()
         self._plan_in_place()
         # Layers before the first one with parameters need no backward pass in training.
@@ -155,8 +157,15 @@ class Sequential:
                 layer.rng = rng
 
     # -- the two passes ---------------------------------------------------------------
+    #: Registered hooks (``trace.Hooks``), or None: then the passes below run with no observation at all.
+    _hooks: Any = None
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: (batch, *input_shape) -> (batch, *output_shape); each layer keeps what its backward needs."""
+        if self._hooks is not None and self._hooks.forward:
+            from .trace import observed_forward
+
+            return observed_forward(self, x, training)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x.copy() if self._copy_output else x
@@ -167,12 +176,35 @@ class Sequential:
         With ``need_input_grad=False`` (training) layers below the first parameter
         are skipped and the first layer with parameters does not compute its dx.
         """
+        if self._hooks is not None and self._hooks.backward:
+            from .trace import observed_backward
+
+            return observed_backward(self, dy)
         stop = 0 if need_input_grad else self._first_trainable
         for i in range(len(self.layers) - 1, stop - 1, -1):
             dy = self.layers[i].backward(dy, need_dx=need_input_grad or i > stop)
         return dy
 
     __call__ = forward
+
+    # -- looking inside (see layerwise.trace) ---------------------------------------------
+    def register_forward_hook(self, fn: Any) -> Any:
+        """Call ``fn(layer, input, output)`` after every layer's forward pass; returns a handle with ``remove()``."""
+        from .trace import register
+
+        return register(self, "forward", fn)
+
+    def register_backward_hook(self, fn: Any) -> Any:
+        """Call ``fn(layer, grad_input, grad_output)`` after every layer's backward pass; a handle with ``remove()``."""
+        from .trace import register
+
+        return register(self, "backward", fn)
+
+    def trace(self) -> Any:
+        """``with net.trace() as t:`` records each layer's input, output and gradients (``layerwise.trace``)."""
+        from .trace import Trace
+
+        return Trace(self)
 
     def doForward(self, x: np.ndarray) -> np.ndarray:  # noqa: N802 (the seed's name)
         return self.forward(x)

@@ -163,3 +163,71 @@ def train_state_problem(state: Any) -> str | None:
         except (TypeError, ValueError, KeyError, OverflowError) as e:  # OverflowError: -1 for a uint64
             return f"{key!r} is not a PCG64 state ({e})"
     return None
+
+
+# -- weights --------------------------------------------------------------------------------
+def check_sample_weight(sample_weight: Any, n_samples: int, name: str = "sample_weight") -> np.ndarray | None:
+    """None, or (n_samples,) float64 weights: finite, >= 0, not all zero."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, (str, bytes)):
+        raise DTypeError(f"{name}: expected {n_samples} numeric weights, got {type(sample_weight).__name__}")
+    w = _as_array(sample_weight, name, f"{n_samples} numeric weights")
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+        raise DTypeError(f"{name}: expected numeric weights, got dtype {w.dtype}")
+    if w.shape not in ((n_samples,), (n_samples, 1)):
+        raise ShapeError(f"{name}: expected shape ({n_samples},) (one weight per sample), got {w.shape}")
+    w = w.reshape(n_samples).astype(np.float64)
+    if not np.isfinite(w).all() or (w < 0).any():
+        bad = int(np.flatnonzero(~np.isfinite(w) | (w < 0))[0])
+        raise InputError(f"{name}: expected finite weights >= 0, got {w[bad]} at index {bad}")
+    if not w.any():
+        raise InputError(f"{name}: every weight is zero, so there is nothing to learn from")
+    return w
+
+
+def class_weights(class_weight: Any, y: np.ndarray, n_outputs: int, loss: Loss) -> np.ndarray | None:
+    """Per-sample weights (n,) from ``{class: weight}`` for checked targets y; classes left out weigh 1."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise ConfigError(f"class_weight: expected a dict {{class: weight}}, got {type(class_weight).__name__}")
+    if isinstance(loss, CrossEntropyLogit):
+        n_classes, labels = n_outputs, y
+    elif isinstance(loss, Logistic):
+        if not np.isin(y, (0, 1)).all():
+            raise ConfigError("class_weight: the logistic loss's targets must be 0 or 1 to have classes")
+        n_classes, labels = 2, y.reshape(-1).astype(np.intp)
+    else:
+        raise ConfigError(f"class_weight: needs a classification loss, not {type(loss).__name__} (use sample_weight)")
+    table = np.ones(n_classes)
+    for key, value in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < n_classes:
+            raise ConfigError(f"class_weight: keys must be class labels 0..{n_classes - 1}, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ConfigError(f"class_weight[{key}]: expected a number, got {value!r}")
+        if not np.isfinite(value) or value < 0:
+            raise ConfigError(f"class_weight[{key}]: expected a finite weight >= 0, got {value!r}")
+        table[int(key)] = float(value)
+    w = table[labels]
+    if not w.any():
+        raise ConfigError("class_weight: every sample's class weighs 0, so there is nothing to learn from")
+    return w
+
+
+def combined_weights(
+    sample_weight: Any, class_weight: Any, y: np.ndarray, n_outputs: int, loss: Loss
+) -> np.ndarray | None:
+    """sample_weight × class_weight[y] (Keras multiplies them), or None when neither is given."""
+    from .losses import takes_sample_weight
+
+    w = check_sample_weight(sample_weight, len(y))
+    c = class_weights(class_weight, y, n_outputs, loss)
+    if w is None and c is None:
+        return None
+    if not takes_sample_weight(loss):
+        raise ConfigError(f"loss: {type(loss).__name__}.forward takes no sample_weight, so it cannot weigh samples")
+    w = c if w is None else w if c is None else w * c
+    if not w.any():
+        raise InputError("sample_weight × class_weight: every weight is zero, so there is nothing to learn from")
+    return w

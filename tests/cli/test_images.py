@@ -20,11 +20,14 @@ def digit(light_background: bool) -> np.ndarray:
 
 
 def test_dark_on_light_is_inverted(tmp_path: Path) -> None:
+    # preprocess="none": the picture only resized and inverted (the MNIST recipe, the default, also
+    # crops and centres the digit: tests/test_ux_photos.py).
     Image.fromarray(digit(light_background=True)).save(tmp_path / "one.png")
-    pixels = load_image(tmp_path / "one.png", 28)
+    pixels = load_image(tmp_path / "one.png", 28, preprocess="none")
     assert pixels.dtype == np.uint8 and pixels.shape == (28, 28)
     np.testing.assert_array_equal(pixels, digit(light_background=False))
-    np.testing.assert_array_equal(load_image(tmp_path / "one.png", 28, invert="never"), digit(True))
+    np.testing.assert_array_equal(load_image(tmp_path / "one.png", 28, invert="never", preprocess="none"), digit(True))
+    assert load_image(tmp_path / "one.png", 28)[14, 13] == 255  # the default inverts too
 
 
 def test_light_on_dark_is_kept_and_resized(tmp_path: Path) -> None:
