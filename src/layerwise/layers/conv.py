@@ -3,16 +3,25 @@
 Cut every (kh × kw) window of the input into a row — "im2col" — and a convolution
 is the affine layer you already know, with the filters as W::
 
-    cols = patches(x)                        # (batch·OH·OW, C·kh·kw)
-    y    = cols @ W.reshape(F, -1).T + b     # (batch·OH·OW, F): Dense.forward
+    cols = patches(x)                        # (batch·OH·OW, kh·kw·C)
+    y    = cols @ W_rows.T + b               # (batch·OH·OW, F): Dense.forward
     dW   = dyᵀ @ cols,  db = Σ dy            # Dense.backward
-    dcols = dy @ W.reshape(F, -1)            # Dense's dx, one row per patch ...
+    dcols = dy @ W_rows                      # Dense's dx, one row per patch ...
     dx   = sum_patches(dcols)                # ... added back where each patch came from ("col2im")
 
 Images are NCHW, as in PyTorch and ONNX: x (batch, channels, height, width); the
-filters W are (filters, in_channels, kh, kw), the PyTorch/ONNX layout.  The output
-y is computed as (batch, OH, OW, F) rows and handed on as an NCHW *view* of them,
-so that neither pass transposes data it does not have to.
+filters W are (filters, in_channels, kh, kw), the PyTorch/ONNX layout.  A patch row
+lists its window in (row, column, channel) order, so W_rows is W with the channel
+axis moved last, (F, kh·kw·C), a copy of a few thousand numbers per step.
+
+Memory is channels last: the output y is computed as (batch, OH, OW, F) rows and
+handed on as an NCHW *view* of them; activations and pooling keep that layout, and
+the next convolution cuts its patches from it as contiguous runs of kw·C numbers.
+No pass transposes an image.
+
+Two implementations of patches/sum_patches: the NumPy functions below (the
+reference, easy to read) and compiled kernels (``_fast.py``, Numba) that make one
+pass over memory instead of several; ``use_kernels`` picks one.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
+from . import _fast
 from .base import Layer, Shape, expect_rank, pair, positive_int, register_layer
 
 Padding = tuple[int, int, int, int]  # top, bottom, left, right
@@ -41,16 +51,21 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def patches(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """im2col: x (B, C, H, W) already padded -> (B·OH·OW, C·kh·kw), one row per output pixel.
+def patches(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: Padding, out_hw: tuple[int, int]
+) -> np.ndarray:
+    """im2col: x (B, C, H, W) -> (B·OH·OW, kh·kw·C), one row per output pixel (NumPy reference).
 
-    A row holds the window's values in (channel, row, column) order, matching W.reshape(F, -1).
+    A row holds the zero-padded window's values in (row, column, channel) order.
     """
     B, C = x.shape[:2]
     (kh, kw), (sh, sw), (OH, OW) = kernel, stride, out_hw
-    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))
-    windows = windows[:, :, : sh * (OH - 1) + 1 : sh, : sw * (OW - 1) + 1 : sw]  # (B, C, OH, OW, kh, kw)
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(B * OH * OW, C * kh * kw)  # the one copy
+    top, bottom, left, right = pads
+    if top or bottom or left or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    windows = sliding_window_view(x.transpose(0, 2, 3, 1), (kh, kw), axis=(1, 2))  # (B, H', W', C, kh, kw)
+    windows = windows[:, : sh * (OH - 1) + 1 : sh, : sw * (OW - 1) + 1 : sw]  # (B, OH, OW, C, kh, kw)
+    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(B * OH * OW, kh * kw * C)  # the one copy
 
 
 def sum_patches(
@@ -58,21 +73,24 @@ def sum_patches(
     x_shape: tuple[int, ...],
     kernel: tuple[int, int],
     stride: tuple[int, int],
+    pads: Padding,
     out_hw: tuple[int, int],
 ) -> np.ndarray:
     """col2im, the adjoint of ``patches``: add each row's values back where its window came from.
 
-    cols (B·OH·OW, C·kh·kw) -> (B, C, H, W) for the padded shape ``x_shape``.  One
-    vectorised addition per kernel offset (kh·kw of them), none per pixel.
+    cols (B·OH·OW, kh·kw·C) -> dx (B, C, H, W) for the unpadded shape ``x_shape``; the
+    values that fell on padding are dropped.  One vectorised addition per kernel
+    offset (kh·kw of them), none per pixel (NumPy reference).
     """
     B, C, H, W = x_shape
     (kh, kw), (sh, sw), (OH, OW) = kernel, stride, out_hw
-    grid = cols.reshape(B, OH, OW, C, kh, kw).transpose(0, 3, 1, 2, 4, 5)  # (B, C, OH, OW, kh, kw) view
-    dx = np.zeros(x_shape, cols.dtype)
+    top, bottom, left, right = pads
+    grid = cols.reshape(B, OH, OW, kh, kw, C)
+    dx = np.zeros((B, H + top + bottom, W + left + right, C), cols.dtype)  # channels last, padded
     for i in range(kh):
         for j in range(kw):
-            dx[:, :, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw] += grid[..., i, j]
-    return dx
+            dx[:, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw] += grid[:, :, :, i, j]
+    return dx[:, top : top + H, left : left + W].transpose(0, 3, 1, 2)
 
 
 @register_layer
@@ -118,6 +136,9 @@ class Conv2D(Layer):
         self.init = init
         self.init_fn = get_initializer(init)
         self._rng_arg = rng
+        # Compiled im2col/col2im (``_fast``) where Numba is installed; False forces the NumPy reference.
+        self.use_kernels = _fast.enabled()
+        self._scratch = _fast.Scratch()  # cols, filter rows, dW rows: reused while the batch size repeats
 
     # -- shapes -----------------------------------------------------------------------
     def pads(self, input_shape: Shape) -> Padding:
@@ -164,29 +185,63 @@ class Conv2D(Layer):
     # -- the two passes ---------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: (batch, C, H, W) -> (batch, F, OH, OW): one matrix product over all patches."""
-        top, bottom, left, right = self._pads
-        if top or bottom or left or right:
-            x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-        self._padded_shape = x.shape
-        W = self.params["W"]
-        self.cols = patches(x, self.kernel_size, self.stride, self._out_hw)
-        y = self.cols @ W.reshape(len(W), -1).T  # Dense.forward on the patches
-        y += self.params["b"]
-        return y.reshape(len(x), *self._out_hw, len(W)).transpose(0, 3, 1, 2)
+        x = np.asarray(x)
+        if not self.built:
+            raise ConfigError("Conv2D: not built yet; call build(input_shape), or call the layer: layer(x)")
+        if x.shape[1:] != self.input_shape or x.ndim != 4:  # the compiled kernels trust the shapes
+            raise ShapeError(
+                f"Conv2D: x must have shape (batch, {', '.join(map(str, self.input_shape))}), got {x.shape}"
+            )
+        B, F, (OH, OW) = len(x), self.filters, self._out_hw
+        W_rows = self._filter_rows()  # (F, kh·kw·C)
+        self.cols = self._patches(x)  # (B·OH·OW, kh·kw·C), kept for dW
+        self._x_shape = x.shape
+        y = self.cols @ W_rows.T  # Dense.forward on the patches: (B·OH·OW, F)
+        if self.use_kernels:
+            _fast.add_bias(y, self.params["b"])  # y += b, compiled
+        else:
+            y += self.params["b"]
+        return y.reshape(B, OH, OW, F).transpose(0, 3, 1, 2)
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         """dy: (batch, F, OH, OW) -> dx: (batch, C, H, W); sets dW = dyᵀ·cols, db = Σ dy."""
-        W = self.params["W"]
-        dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, len(W))  # a view when dy has our forward's layout
-        np.matmul(dy_rows.T, self.cols, out=self.grads["W"].reshape(len(W), -1))
-        np.sum(dy_rows, axis=0, out=self.grads["b"])
+        F, (kh, kw), C = self.filters, self.kernel_size, self._x_shape[1]
+        dy = np.asarray(dy)
+        if np.shape(dy) != (self._x_shape[0], F, *self._out_hw):
+            raise ShapeError(
+                f"Conv2D: dy must have the output's shape {(self._x_shape[0], F, *self._out_hw)}, got {np.shape(dy)}"
+            )
+        dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, F)  # a view when dy has our forward's layout
+        dW_rows = np.matmul(dy_rows.T, self.cols, out=self._scratch.get("dW", self._W_rows.shape, self.dtype))
+        self.grads["W"][...] = dW_rows.reshape(F, kh, kw, C).transpose(0, 3, 1, 2)  # back to (F, C, kh, kw)
+        # db = 1ᵀ·dy: as a matrix product several times faster than np.sum over the rows.
+        np.matmul(self._scratch.ones(len(dy_rows), dy_rows.dtype), dy_rows, out=self.grads["b"])
         if not need_dx:
             return None
-        dcols = dy_rows @ W.reshape(len(W), -1)  # Dense's dx, per patch
-        dx = sum_patches(dcols, self._padded_shape, self.kernel_size, self.stride, self._out_hw)
-        top, bottom, left, right = self._pads
-        H, Wd = dx.shape[2] - top - bottom, dx.shape[3] - left - right
-        return dx[:, :, top : top + H, left : left + Wd] if top or bottom or left or right else dx
+        dcols = np.matmul(dy_rows, self._W_rows, out=self._scratch.get("dcols", self.cols.shape, dy_rows.dtype))
+        return self._sum_patches(dcols)  # Dense's dx per patch (with forward's filters), added back
+
+    # -- patches: NumPy reference or compiled kernels -------------------------------------
+    def _filter_rows(self) -> np.ndarray:
+        """W (F, C, kh, kw) as rows in a patch's order, (F, kh·kw·C), in a buffer the layer owns."""
+        W = self.params["W"]
+        F, C, kh, kw = W.shape
+        self._W_rows = self._scratch.get("W_rows", (F, kh * kw * C), W.dtype)
+        self._W_rows.reshape(F, kh, kw, C)[...] = W.transpose(0, 2, 3, 1)
+        return self._W_rows
+
+    def _patches(self, x: np.ndarray) -> np.ndarray:
+        args = (self.kernel_size, self.stride, self._pads, self._out_hw)
+        if not self.use_kernels:
+            return patches(x, *args)
+        (kh, kw), (OH, OW) = self.kernel_size, self._out_hw
+        dtype = np.result_type(x.dtype, self.dtype)
+        out = self._scratch.get("cols", (len(x) * OH * OW, kh * kw * x.shape[1]), dtype)
+        return _fast.im2col(x, *args, out=out)
+
+    def _sum_patches(self, dcols: np.ndarray) -> np.ndarray:
+        args = (self._x_shape, self.kernel_size, self.stride, self._pads, self._out_hw)
+        return _fast.col2im(dcols, *args) if self.use_kernels else sum_patches(dcols, *args)
 
     def get_config(self) -> dict[str, Any]:
         padding = list(self.padding) if isinstance(self.padding, tuple) else self.padding

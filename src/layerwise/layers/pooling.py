@@ -2,7 +2,11 @@
 
 x: (batch, C, H, W) -> y: (batch, C, OH, OW) with OH = (H − ph) // stride + 1 (rows
 that do not fill a window are dropped, as PyTorch's default ``ceil_mode=False``).
-Both passes loop over the ph·pw offsets inside a window, never over pixels.
+The NumPy code loops over the ph·pw offsets inside a window, never over pixels;
+it is the reference.  Where Numba is installed MaxPool2D uses compiled kernels
+(``_fast.py``, chosen by ``use_kernels``) that find each window's maximum and its
+position in one pass and send the gradient back in one more, in channels-last
+memory (the layout a Conv2D hands on) for the output and for dx.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
+from . import _fast
 from .base import Layer, Shape, expect_rank, pair, register_layer
 
 
@@ -58,17 +63,37 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """y = the largest value of each window; dx sends dy to that value's position (the first, on ties)."""
 
+    def __init__(self, pool_size: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None = None) -> None:
+        super().__init__(pool_size, stride)
+        # Compiled kernels (``_fast``) where Numba is installed; False forces the NumPy reference.
+        self.use_kernels = _fast.enabled()
+        self._scratch = _fast.Scratch()  # the winners' offsets, reused while the batch size repeats
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = np.asarray(x)
+        self._x_shape = x.shape
+        self._compiled = self.use_kernels  # backward must read the winners the way forward stored them
+        if self._compiled:
+            B, C, OH, OW = x.shape[0], *self.output_shape(x.shape[1:])
+            offsets = np.int8 if self.pool_size[0] * self.pool_size[1] <= 127 else np.int32
+            self._argmax = self._scratch.get("argmax", (B, OH, OW, C), np.dtype(offsets))
+            return _fast.maxpool(x, self.pool_size, self.stride, self._argmax)
         windows = self._windows(x)
         B, C, OH, OW, ph, pw = windows.shape
         flat = windows.reshape(B, C, OH, OW, ph * pw)  # a copy unless windows tile x exactly
         self._argmax = flat.argmax(axis=-1)  # which offset won, per window
-        self._x_shape = x.shape
         return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not need_dx:
             return None
+        if self._compiled:
+            B, C, OH, OW = self._x_shape[0], *self.output_shape(self._x_shape[1:])
+            if np.shape(dy) != (B, C, OH, OW):  # the kernel trusts the shapes
+                raise ShapeError(
+                    f"{type(self).__name__}: dy must have the output's shape {(B, C, OH, OW)}, got {np.shape(dy)}"
+                )
+            return _fast.maxpool_backward(dy, self._argmax, self._x_shape, self.pool_size, self.stride)
         dx = np.zeros(self._x_shape, dy.dtype)
         for k, where in self._offsets(dy.shape):
             dx[where] += np.where(self._argmax == k, dy, 0)

@@ -1,0 +1,395 @@
+"""Compiled (Numba) kernels for the memory passes of ``Conv2D`` and ``MaxPool2D``.
+
+A convolution's matrix products run at BLAS speed whatever we do; an epoch's
+time goes into the passes over memory around them.  NumPy makes several of
+those per operation (padding copy, strided window view copied by ``reshape``,
+one strided ``+=`` per kernel offset in col2im, a mask per window offset in
+pooling); each kernel here makes one, sample by sample, while the sample is
+still in the core's cache.  The NumPy code in ``conv.py`` and ``pooling.py`` is
+the reference: ``tests/test_conv_kernels.py`` checks that both give the same numbers.
+
+Threads: a big pass is cut into batch slices that run at once on ``threads()``
+threads (the kernels release the GIL).  Not Numba's ``parallel=True``: its
+default OpenMP workers spin after each loop and fight OpenBLAS's threads for
+the same cores (epochs several times slower on a busy machine), and its
+``workqueue`` layer aborts the process when two threads launch kernels at once.
+Plain threads sleep when idle and are safe to call from any thread.
+
+Memory layout: channels last.  The kernels read and write images as
+(batch, height, width·channels) rows, so that a patch row of ``kw`` pixels is
+one contiguous run of ``kw·C`` numbers, and a pooling window compares whole
+runs of channels at once.  The layers hand such arrays on as NCHW *views*
+(``transpose(0, 3, 1, 2)``): the shapes a user sees are NCHW, the bytes stay
+where the kernels want them.
+
+Used when Numba is installed (``pip install layerwise[fast]``) and
+``LAYERWISE_KERNELS`` is not ``numpy``; each layer's ``use_kernels`` attribute
+overrides that per layer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..kernels import numba, numba_enabled
+
+__all__ = [
+    "Scratch",
+    "add_bias",
+    "channels_last",
+    "col2im",
+    "enabled",
+    "im2col",
+    "is_channels_last",
+    "maxpool",
+    "maxpool_backward",
+    "new_image",
+]
+
+
+def enabled() -> bool:
+    """True when the compiled kernels can and should be used (see ``layerwise.kernels.numba_enabled``)."""
+    return numba_enabled()
+
+
+class Scratch:
+    """Working arrays a layer owns and reuses from step to step instead of allocating them anew.
+
+    ``get(name, shape, dtype)`` returns a C-contiguous array of that shape, a prefix
+    of one flat buffer per name: the last, smaller batch of an epoch reuses the
+    buffer of the full ones.  A buffer far too large (left by a big inference batch)
+    is replaced, so that it does not hold memory for the rest of training.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size or buf.size > 8 * max(size, 1024):
+            buf = self._buffers[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
+
+    def ones(self, n: int, dtype: np.dtype) -> np.ndarray:
+        """A vector of n ones (for sums as products: 1ᵀ·A), filled only when newly allocated."""
+        key = f"ones-{np.dtype(dtype).name}"
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < n or buf.size > 8 * max(n, 1024):
+            buf = self._buffers[key] = np.ones(n, dtype)
+        return buf[:n]
+
+
+def is_channels_last(x: np.ndarray) -> bool:
+    """Is x (B, C, H, W) a view of C-contiguous (B, H, W, C) memory?"""
+    return x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """x (B, C, H, W) -> a C-contiguous (B, H, W, C) array: a view when x is an NCHW view of channels-last memory."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+# -- the kernels (plain Python loops, compiled below) -------------------------------------
+# Images arrive as (B, H, W·C) rows: x[b, r, w·C + c] is channel c of pixel (r, w).
+
+
+def _im2col_runs(x, C, kh, kw, sh, sw, pt, pl, OH, OW, cols):  # pragma: no cover (compiled)
+    B, H, WC = x.shape
+    W = WC // C
+    run = kw * C
+    for b in range(B):
+        for i in range(OH):
+            for j in range(OW):
+                row = (b * OH + i) * OW + j
+                left = j * sw - pl  # the window's first column
+                for u in range(kh):
+                    r = i * sh + u - pt
+                    dst = u * run
+                    if r < 0 or r >= H:  # a row of zero padding
+                        for t in range(run):
+                            cols[row, dst + t] = 0
+                    elif left >= 0 and left + kw <= W:  # the common case: one contiguous run
+                        src = left * C
+                        for t in range(run):
+                            cols[row, dst + t] = x[b, r, src + t]
+                    else:  # the window overlaps the left or right padding
+                        for v in range(kw):
+                            col = left + v
+                            inside = 0 <= col < W
+                            for c in range(C):
+                                cols[row, dst + v * C + c] = x[b, r, col * C + c] if inside else 0
+
+
+def _im2col_columns(x, C, kh, kw, sh, sw, pt, pl, OH, OW, cols):  # pragma: no cover (compiled)
+    # For short runs (a single-channel first layer: kw·C = 3 or 5 numbers) copying run by
+    # run costs more in loop overhead than in memory traffic; instead fill cols one column
+    # at a time from a zero-padded copy of the image row (about twice as fast there).
+    B, H, WC = x.shape
+    W = WC // C
+    run = kw * C
+    padded = np.zeros(((OW - 1) * sw + kw) * C, x.dtype)  # the padded row; its pads stay 0
+    inside = min(W, (OW - 1) * sw + kw - pl) * C
+    for b in range(B):
+        for i in range(OH):
+            row0 = (b * OH + i) * OW
+            for u in range(kh):
+                r = i * sh + u - pt
+                if r < 0 or r >= H:
+                    for t in range(run):
+                        for j in range(OW):
+                            cols[row0 + j, u * run + t] = 0
+                    continue
+                for t in range(inside):
+                    padded[pl * C + t] = x[b, r, t]
+                for t in range(run):
+                    for j in range(OW):
+                        cols[row0 + j, u * run + t] = padded[j * sw * C + t]
+
+
+def _col2im(dcols, C, kh, kw, sh, sw, pt, pl, OH, OW, dx):  # pragma: no cover (compiled)
+    B, H, WC = dx.shape
+    W = WC // C
+    run = kw * C
+    for b in range(B):  # each sample is written by one thread only
+        for r in range(H):
+            for t in range(WC):
+                dx[b, r, t] = 0
+        for i in range(OH):
+            for j in range(OW):
+                row = (b * OH + i) * OW + j
+                left = j * sw - pl
+                for u in range(kh):
+                    r = i * sh + u - pt
+                    if r < 0 or r >= H:  # padding: its gradient is dropped
+                        continue
+                    dst = u * run
+                    if left >= 0 and left + kw <= W:
+                        src = left * C
+                        for t in range(run):
+                            dx[b, r, src + t] += dcols[row, dst + t]
+                    else:
+                        for v in range(kw):
+                            col = left + v
+                            if 0 <= col < W:
+                                for c in range(C):
+                                    dx[b, r, col * C + c] += dcols[row, dst + v * C + c]
+
+
+def _add_bias(y, b):  # pragma: no cover (compiled)
+    # y (N, F) += b (F,) row by row: NumPy's broadcast add runs a short inner loop per row.
+    N, F = y.shape
+    for n in range(N):
+        for f in range(F):
+            y[n, f] += b[f]
+
+
+def _maxpool(x, ph, pw, sh, sw, y, arg):  # pragma: no cover (compiled)
+    # x (B, H, W, C), y and arg (B, OH, OW, C).  Strict ">" keeps the first maximum on
+    # ties (PyTorch, NumPy's argmax); a NaN wins once and is kept, as argmax does.
+    B, OH, OW, C = y.shape
+    for b in range(B):
+        for i in range(OH):
+            for j in range(OW):
+                for c in range(C):
+                    y[b, i, j, c] = x[b, i * sh, j * sw, c]
+                    arg[b, i, j, c] = 0
+                for u in range(ph):
+                    for v in range(pw):
+                        if u == 0 and v == 0:
+                            continue
+                        k = u * pw + v
+                        for c in range(C):
+                            value = x[b, i * sh + u, j * sw + v, c]
+                            best = y[b, i, j, c]
+                            if value > best or (value != value and best == best):
+                                y[b, i, j, c] = value
+                                arg[b, i, j, c] = k
+
+
+def _maxpool_backward(dy, arg, ph, pw, sh, sw, dx):  # pragma: no cover (compiled)
+    # dx (B, H, W, C) gets dy at each window's winner and 0 elsewhere.  Windows side by
+    # side (stride = pool, the usual case) write every pixel once; otherwise dx is zeroed
+    # first and overlapping windows add up.
+    B, OH, OW, C = dy.shape
+    H, W = dx.shape[1], dx.shape[2]
+    tiled = sh == ph and sw == pw
+    for b in range(B):
+        if tiled:  # only the rows and columns that no window reaches need zeros
+            for r in range(H):
+                first = 0 if r >= OH * ph else OW * pw
+                for w in range(first, W):
+                    for c in range(C):
+                        dx[b, r, w, c] = 0
+        else:
+            for r in range(H):
+                for w in range(W):
+                    for c in range(C):
+                        dx[b, r, w, c] = 0
+        for i in range(OH):
+            for j in range(OW):
+                for u in range(ph):
+                    for v in range(pw):
+                        k = u * pw + v
+                        r, w = i * sh + u, j * sw + v
+                        if tiled:
+                            for c in range(C):
+                                dx[b, r, w, c] = dy[b, i, j, c] if arg[b, i, j, c] == k else 0
+                        else:
+                            for c in range(C):
+                                if arg[b, i, j, c] == k:
+                                    dx[b, r, w, c] += dy[b, i, j, c]
+
+
+if numba is not None:
+    _jit = numba.njit(cache=True, nogil=True)
+    _im2col_runs_kernel = _jit(_im2col_runs)
+    _im2col_columns_kernel = _jit(_im2col_columns)
+    _col2im_kernel = _jit(_col2im)
+    _add_bias_kernel = _jit(_add_bias)
+    _maxpool_kernel = _jit(_maxpool)
+    _maxpool_backward_kernel = _jit(_maxpool_backward)
+
+
+# -- settings, and sharing a pass between threads ---------------------------------------------
+#: Window rows of at most this many numbers (kw·C) are copied column by column (see _im2col_columns).
+SHORT_RUN = 8
+#: Passes over less memory than this run on the calling thread alone: waking another
+#: thread costs more than it saves.  (Tests set 0 to force the split.)
+PARALLEL_MIN_BYTES = 256 * 1024
+#: Threads per pass; None: Numba's thread count (``NUMBA_NUM_THREADS``, default the number of cores).
+THREADS: int | None = None
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool): a forked child makes its own
+
+
+def threads() -> int:
+    """How many threads share a big pass."""
+    if THREADS is not None:
+        return max(1, THREADS)
+    return max(1, numba.config.NUMBA_NUM_THREADS) if numba is not None else 1
+
+
+def _over_batch(batch: int, nbytes: int, run: Callable[[int, int], None]) -> None:
+    """run(lo, hi) for slices [lo, hi) that cover range(batch); at once on several threads if nbytes is large."""
+    global _pool
+    n = min(batch, threads()) if nbytes >= PARALLEL_MIN_BYTES else 1
+    if n <= 1:
+        run(0, batch)
+        return
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] < n - 1:
+        _pool = (os.getpid(), n - 1, ThreadPoolExecutor(n - 1, thread_name_prefix="layerwise-kernels"))
+    bounds = [batch * k // n for k in range(n + 1)]
+    others = [_pool[2].submit(run, bounds[k], bounds[k + 1]) for k in range(1, n)]
+    try:
+        run(bounds[0], bounds[1])  # the calling thread does the first slice
+    finally:  # never return (or raise) while another thread still writes into the arrays
+        for future in others:
+            future.result()
+
+
+# -- what the layers call -------------------------------------------------------------------
+def im2col(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+    out: np.ndarray,
+) -> np.ndarray:
+    """x (B, C, H, W), unpadded -> out (B·OH·OW, kh·kw·C): one row per output pixel, padding done on the fly.
+
+    A row holds the window in (row, column, channel) order.  ``out`` must be C-contiguous.
+    """
+    B, C, H, W = x.shape
+    rows = channels_last(x).reshape(B, H, W * C)
+    per_sample = out_hw[0] * out_hw[1]  # rows of out
+    kernel_fn = _im2col_columns_kernel if kernel[1] * C <= SHORT_RUN else _im2col_runs_kernel
+
+    def run(lo: int, hi: int) -> None:
+        kernel_fn(rows[lo:hi], C, *kernel, *stride, pads[0], pads[2], *out_hw, out[lo * per_sample : hi * per_sample])
+
+    _over_batch(B, out.nbytes, run)
+    return out
+
+
+def add_bias(y: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """y (N, F) += b (F,) in place (about twice as fast as NumPy's ``y += b`` for F of 6 to 64); returns y."""
+
+    def run(lo: int, hi: int) -> None:
+        _add_bias_kernel(y[lo:hi], b)
+
+    _over_batch(len(y), y.nbytes, run)
+    return y
+
+
+def col2im(
+    dcols: np.ndarray,
+    x_shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """The adjoint of ``im2col``: dcols (B·OH·OW, kh·kw·C) -> dx (B, C, H, W), unpadded.
+
+    Each row's values are added back where its window came from; those that fell
+    on padding are dropped.  dx is a new NCHW view of channels-last memory.
+    """
+    B, C, H, W = x_shape
+    dx = np.empty((B, H, W * C), dcols.dtype)
+    per_sample = out_hw[0] * out_hw[1]  # rows of dcols
+
+    def run(lo: int, hi: int) -> None:
+        _col2im_kernel(
+            dcols[lo * per_sample : hi * per_sample], C, *kernel, *stride, pads[0], pads[2], *out_hw, dx[lo:hi]
+        )
+
+    _over_batch(B, dcols.nbytes, run)
+    return dx.reshape(B, H, W, C).transpose(0, 3, 1, 2)
+
+
+def maxpool(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], arg: np.ndarray) -> np.ndarray:
+    """x (B, C, H, W) -> y (B, C, OH, OW), the largest value of each window; fills ``arg``.
+
+    arg: (B, OH, OW, C) integer array that receives each window's winning offset
+    u·pw + v (the first on ties).  y is a new NCHW view of channels-last memory.
+    """
+    B, C, H, W = x.shape
+    (ph, pw), (sh, sw) = pool, stride
+    x_nhwc = channels_last(x)  # a view after a Conv2D; strided loops would be several times slower
+    y = new_image((B, C, (H - ph) // sh + 1, (W - pw) // sw + 1), x.dtype)
+    y_nhwc = y.transpose(0, 2, 3, 1)
+
+    def run(lo: int, hi: int) -> None:
+        _maxpool_kernel(x_nhwc[lo:hi], ph, pw, sh, sw, y_nhwc[lo:hi], arg[lo:hi])
+
+    _over_batch(B, x.nbytes, run)
+    return y
+
+
+def maxpool_backward(
+    dy: np.ndarray, arg: np.ndarray, x_shape: tuple[int, ...], pool: tuple[int, int], stride: tuple[int, int]
+) -> np.ndarray:
+    """dy (B, C, OH, OW) and the forward pass's ``arg`` -> dx (B, C, H, W): dy at each window's winner, else 0.
+
+    dx is a new NCHW view of channels-last memory, the layout the layer below produced.
+    """
+    dx = new_image(x_shape, dy.dtype)
+    dy_nhwc, dx_nhwc = channels_last(dy), dx.transpose(0, 2, 3, 1)  # dy from a Flatten is NCHW: one small copy
+
+    def run(lo: int, hi: int) -> None:
+        _maxpool_backward_kernel(dy_nhwc[lo:hi], arg[lo:hi], *pool, *stride, dx_nhwc[lo:hi])
+
+    _over_batch(len(dx), dx.nbytes, run)
+    return dx
+
+
+def new_image(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised (B, C, H, W) array in channels-last memory: an NCHW view of (B, H, W, C)."""
+    B, C, H, W = shape
+    return np.empty((B, H, W, C), dtype).transpose(0, 3, 1, 2)
