@@ -35,7 +35,7 @@ class Inference:
         self,
         x: np.ndarray,
         y: np.ndarray,
-        batch_size: int = 4096,
+        batch_size: int | None = None,
         sample_weight: np.ndarray | None = None,
         return_dict: bool = False,
         _checked: bool = False,
@@ -52,7 +52,7 @@ class Inference:
         if not _checked:
             x, y = self._check_xy(x, y)
             sample_weight = combined_weights(sample_weight, None, y, self.net.n_outputs, self.loss)
-        batch_size = check_positive_int("batch_size", batch_size)
+        batch_size = self._inference_batch(batch_size)
         total_loss, total_weight, correct = 0.0, 0.0, 0.0
         for lo in range(0, len(x), batch_size):
             z = self._forward(x[lo : lo + batch_size], lo, name)
@@ -68,17 +68,24 @@ class Inference:
             correct += self.loss.correct(z, yb)
         return result(total_loss / total_weight, correct / len(x), return_dict)
 
-    def predict_logits(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def _inference_batch(self, batch_size: int | None) -> int:
+        """None: 4096 samples for flat inputs, 256 images for image networks, whose patch matrices grow with the
+        batch (conv2 of the Keras convnet alone takes 571 MB at 4096 images)."""
+        if batch_size is None:
+            return 256 if self.net.input_shape is not None and len(self.net.input_shape) > 1 else 4096
+        return check_positive_int("batch_size", batch_size)
+
+    def predict_logits(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Raw network outputs: (n, *output_shape), in inference mode.
 
         Raises NonFiniteError (naming the first sample) when an output is NaN or inf,
         e.g. for float64 input of 1e300 that overflows a float32 network.
         """
         x = check_features(x, self.net.input_shape)
-        batch_size = check_positive_int("batch_size", batch_size)
+        batch_size = self._inference_batch(batch_size)
         return np.concatenate([self._forward(x[lo : lo + batch_size], lo) for lo in range(0, len(x), batch_size)])
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def predict_proba(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities: softmax of the logits (n, classes); for the logistic loss P(y=1): (n,)."""
         z = self.predict_logits(x, batch_size)
         if isinstance(self.loss, CrossEntropyLogit):
@@ -88,7 +95,7 @@ class Inference:
             return 0.5 * (1 + np.tanh(0.5 * z[:, 0]))
         return z
 
-    def predict(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Predicted labels (n,) for classification losses, raw outputs for regression."""
         z = self.predict_logits(x, batch_size)
         if isinstance(self.loss, CrossEntropyLogit):

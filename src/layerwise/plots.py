@@ -1,4 +1,4 @@
-"""PNG plots for the command line: learning curves, confusion matrix, weight templates.
+"""PNG plots for the command line: learning curves, confusion matrix, weight templates, conv filters.
 
 matplotlib runs on its Agg backend (set here, before pyplot is imported), so no
 display is needed.  Every function writes one PNG and closes its figure.
@@ -16,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-__all__ = ["combined_learning_curves", "confusion_matrix", "learning_curves", "weight_templates"]
+__all__ = ["combined_learning_curves", "confusion_matrix", "conv_filters", "learning_curves", "weight_templates"]
+
 
 _DPI = 110
 
@@ -26,10 +27,17 @@ def _epochs(values: Sequence[float]) -> np.ndarray:
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write the figure atomically (a full disk leaves the old plot, never a truncated one) and close it."""
+    from .atomic import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
+    # A file object has no name to guess the format from: take it from the suffix (PNG by default).
+    fmt = path.suffix[1:].lower() if path.suffix[1:].lower() in fig.canvas.get_supported_filetypes() else "png"
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format=fmt, dpi=_DPI)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -139,4 +147,50 @@ def weight_templates(
         ax.imshow(template, cmap="seismic", vmin=-limit, vmax=limit)
         ax.set_title(names[k], fontsize=9)
     fig.suptitle(title or "learned weight templates")
+    return _save(fig, path)
+
+
+def conv_filters(
+    W: np.ndarray, path: str | Path, title: str | None = None, max_filters: int = 64, max_channels: int = 8
+) -> Path:
+    """A convolution's kernels W (filters, in_channels, kh, kw) as a grid of small images, with a colour bar.
+
+    One input channel (a first layer on grayscale images): one tile per filter,
+    in a near-square grid.  Several channels: one row per filter, one column per
+    input channel.  All tiles share one symmetric colour scale (red positive, blue
+    negative), so that the colour bar reads the same for every kernel; at most
+    ``max_filters`` filters and ``max_channels`` channels are drawn.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 4:
+        raise ValueError(f"conv_filters: expected W of shape (filters, channels, kh, kw), got {W.shape}")
+    n_filters, n_channels = min(W.shape[0], max_filters), min(W.shape[1], max_channels)
+    if n_channels == 1:
+        cols = int(np.ceil(np.sqrt(n_filters if n_filters <= 16 else 2 * n_filters)))  # wider than tall
+
+        rows = -(-n_filters // cols)
+        tiles = [(W[f, 0], f"{f}") for f in range(n_filters)]
+    else:
+        rows, cols = n_filters, n_channels
+        tiles = [(W[f, c], f"{f}·{c}") for f in range(n_filters) for c in range(n_channels)]
+    limit = float(np.abs(W[:n_filters, :n_channels]).max()) or 1.0
+    size = 1.1 if cols <= 8 else 0.8
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(size * cols + 1.4, size * rows + 0.8), squeeze=False, layout="constrained"
+    )
+    image = None
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= len(tiles):
+            ax.axis("off")
+            continue
+        kernel, label = tiles[k]
+        image = ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(label, fontsize=7, pad=2)
+    fig.colorbar(image, ax=axes, shrink=0.9, label="weight")
+    kh, kw = W.shape[2:]
+    shown = f"{n_filters} of {W.shape[0]}" if n_filters < W.shape[0] else f"{W.shape[0]}"
+    fig.suptitle(title or "convolution filters", fontsize=10)
+    fig.supxlabel(f"{shown} filters of {kh}×{kw}" + (" (filter·channel)" if n_channels > 1 else ""), fontsize=8)
     return _save(fig, path)

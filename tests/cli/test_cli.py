@@ -167,7 +167,8 @@ def test_train_linear_writes_weight_templates(tmp_path: Path) -> None:
     for name in [*PNGS, "weights.png"]:
         assert_png(out / name)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["arch"] == "[(10,Linear)]" and metrics["config"]["n_train"] == 3000
+    config = metrics["config"]  # the last tenth of the 3000 images is held out for validation
+    assert config["arch"] == "[(10,Linear)]" and (config["n_train"], config["n_validation"]) == (2700, 300)
     assert len(metrics["history"]) == 1
 
 

@@ -40,6 +40,7 @@ TRAIN = [
     "0",
     "--limit",
     "12000",
+    "--progress",  # the bars (and their "Epoch 2/N") on a pipe too: the tests watch for them
 ]
 
 
@@ -112,8 +113,8 @@ def test_signal_checkpoints_and_resume_is_bit_identical(sig: signal.Signals, ref
     # A fresh run may not overwrite the unfinished one, nor may --resume change its settings.
     refused = run_cli(*TRAIN, "--epochs", str(EPOCHS), "--out", "run", cwd=tmp_path)
     assert refused.returncode == 2 and "--resume" in refused.stderr
-    refused = run_cli("train", "--resume", "run", "--epochs", "5", cwd=tmp_path)
-    assert refused.returncode == 2 and "--epochs" in refused.stderr
+    refused = run_cli("train", "--resume", "run", "--lr", "3e-3", cwd=tmp_path)
+    assert refused.returncode == 2 and "lr" in refused.stderr, refused.stderr
 
     resumed = run_cli("train", "--resume", "run", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -136,3 +137,37 @@ def test_crash_resumes_from_the_epoch_checkpoint(reference: Path, tmp_path: Path
     resumed = run_cli("train", "--resume", "run", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_bit_identical(tmp_path / "run" / "model.npz", reference)
+
+
+# -- a CNN with BatchNorm and Dropout: the masks' generator and the running statistics are resumed too ----
+CNN_ARCH = "[conv(8,3),batchnorm,relu,maxpool(2),dropout(0.5),(10,Linear)]"
+CNN_TRAIN = ["train", "--dataset", "mnist", "--arch", CNN_ARCH, "--batch-size", "32", "--seed", "0", "--limit", "6000",
+             "--progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cnn_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("cnn_reference")
+    result = run_cli(*CNN_TRAIN, "--epochs", str(EPOCHS), "--out", "ref", "--quiet", "--checkpoint-every", "0", cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    return tmp / "ref" / "model.npz"
+
+
+def test_cnn_with_dropout_resumes_bit_identically_after_sigint(cnn_reference: Path, tmp_path: Path) -> None:
+    run = Training([*CNN_TRAIN, "--epochs", str(EPOCHS), "--out", "run"], tmp_path, marker=f"Epoch 2/{EPOCHS}")
+
+    assert run.seen.wait(300), "training never reached epoch 2"
+    run.proc.send_signal(signal.SIGINT)
+    code, _, stderr = run.finish()
+    assert code == 128 + signal.SIGINT, (code, stderr)
+    state = layerwise.load(tmp_path / "run" / "checkpoint.npz").train_state
+    assert state["epoch"] in (1, 2) and state["step"] >= 1  # stopped inside an epoch
+    assert "noise_rng_state" in state  # where the next Dropout mask comes from
+    # The same architecture spelled differently is the same configuration.
+    spelled = " [CONV(8, 3), BN, ReLU, MaxPool2D(2), Dropout(.5), (10, 'linear')] "
+    resumed = run_cli("train", "--resume", "run", "--arch", spelled, "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at epoch {state['epoch'] + 1} step {state['step']}" in resumed.stdout
+    assert_bit_identical(tmp_path / "run" / "model.npz", cnn_reference)
+    with np.load(cnn_reference, allow_pickle=False) as archive:  # the running statistics were compared too
+        assert any(k.startswith("buffers/") for k in archive.files)

@@ -135,8 +135,9 @@ def load(
 
     Args:
         name: "mnist", "fashion-mnist" (or "fashion_mnist") or "digits"; any case.
-        data_dir: the folder directly holding the four IDX files.  When given, only
-            it is searched.  Not used for "digits", which ships with scikit-learn.
+        data_dir: the folder holding the four IDX files, or (like ``$LAYERWISE_DATA``)
+            the folder holding the data set's folder (``<data_dir>/mnist/``).  When
+            given, only it is searched.  Not used for "digits", which ships with scikit-learn.
         verify: also check the SHA-256 of files found on disk (downloads are always
             checked).  Off by default: hashing 50 MB on every load is slow.
         download: fetch missing files from the mirrors into the cache.
@@ -163,6 +164,9 @@ def load(
                 "scikit-learn and is not read from files; leave data_dir out"
             )
         return _load_digits()
+    if data_dir is not None and (Path(data_dir) / key).is_dir():
+        # The same folder as $LAYERWISE_DATA works too: the one holding mnist/, fashion-mnist/ ...
+        data_dir = Path(data_dir) / key
     folder = _locate(key, data_dir, download)
     return _load_folder(key, folder, verify)
 

@@ -12,10 +12,15 @@ chosen count, not only at the last one.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
+
+from .common import load_data, train_network, training_line, write_json
+
+#: What ``run`` writes into its folder.
+OUTPUTS = ("results.json", "learning_curves.png", "a.npz", "b.npz", "c.npz")
+
 
 #: One dict per network: the seed's reported accuracies (percent) and our settings.
 NETWORKS: list[dict[str, Any]] = [
@@ -76,45 +81,11 @@ def train_one(
     spec: dict[str, Any], data: tuple[Any, ...], epochs: int | None = None, verbose: int = 1
 ) -> tuple[Any, dict[str, Any]]:
     """Train the network ``spec`` on ``data`` = (x_train, y_train, x_test, y_test) rows of uint8."""
-    from ..callbacks import LearningRateScheduler
-    from ..model import Model
-    from ..network import NeuralNetwork
-    from ..optim import get_optimizer
-    from ..schedules import CosineDecay
-
-    x, y, xt, yt = data
-    epochs = epochs or spec["epochs"]
-    net = NeuralNetwork(x.shape[1], spec["arch"], seed=spec["seed"], input_scale=1 / 255)
-    model = Model(net, loss="crossEntropyLogit", optimizer=get_optimizer(spec["optimizer"], lr=spec["lr"]))
-    callbacks = []
-    if spec.get("schedule") == "cosine":
-        callbacks.append(LearningRateScheduler(CosineDecay(spec["lr"], epochs, spec["lr"] / 100)))
-    start = time.perf_counter()
-    history = model.fit(
-        x,
-        y,
-        epochs=epochs,
-        batch_size=spec["batch_size"],
-        validation_data=(xt, yt),
-        callbacks=callbacks,
-        verbose=verbose,
+    model, result = train_network(spec, data, epochs, verbose)
+    result["within_tolerance"] = (
+        abs(result["train_accuracy"] - spec["seed_train"]) <= TOLERANCE
+        and abs(result["test_accuracy"] - spec["seed_test"]) <= TOLERANCE
     )
-    seconds = time.perf_counter() - start
-    train_loss, train_acc = model.evaluate(x, y)
-    test_loss, test_acc = model.evaluate(xt, yt)
-    train_pct, test_pct = 100 * train_acc, 100 * test_acc
-    result = {
-        **spec,
-        "epochs": epochs,
-        "train_accuracy": train_pct,
-        "test_accuracy": test_pct,
-        "train_loss": train_loss,
-        "test_loss": test_loss,
-        "seconds": seconds,
-        "within_tolerance": abs(train_pct - spec["seed_train"]) <= TOLERANCE
-        and abs(test_pct - spec["seed_test"]) <= TOLERANCE,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-    }
     return model, result
 
 
@@ -124,24 +95,21 @@ def run(
     data_dir: str | Path | None = None,
     verbose: int = 1,
     log: Any = print,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Train a), b), c) on MNIST; write results.json, learning_curves.png and {a,b,c}.npz to out_dir."""
+    """Train a), b), c) on MNIST; write results.json, learning_curves.png and {a,b,c}.npz to out_dir.
+
+    limit: train on the first ``limit`` training images only (quick checks).
+    """
     from .. import plots
-    from ..data import flatten, load
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    (x, y), (xt, yt) = load("mnist", data_dir)
-    data = (flatten(x), y, flatten(xt), yt)
+    data = load_data("mnist", images=False, data_dir=data_dir, limit=limit)
     results = []
     for spec in NETWORKS:
-        log(
-            f"{spec['name']}) {spec['arch']}: {spec['optimizer']} lr {spec['lr']:g}"
-            f"{' (cosine decay)' if spec.get('schedule') else ''}, {epochs or spec['epochs']} epochs, "
-            f"batch {spec['batch_size']}",
-            flush=True,
-        )
+        log(f"{spec['name']}) {spec['arch']}: {training_line(spec, epochs)}", flush=True)
         model, result = train_one(spec, data, epochs, verbose)
         model.train_config.update(dataset="mnist", arch=spec["arch"], seed=spec["seed"])
         model.save(out / f"{spec['name']}.npz")
@@ -156,11 +124,12 @@ def run(
         "dataset": "mnist",
         "tolerance_points": TOLERANCE,
         "epochs_override": epochs,
+        "limit": limit,
         "total_seconds": time.perf_counter() - start,
         "all_within_tolerance": all(r["within_tolerance"] for r in results),
         "networks": results,
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "results.json", summary)
     plots.combined_learning_curves(
         {f"{r['name']}) {r['arch']}": r["history"] for r in results},
         out / "learning_curves.png",
@@ -191,5 +160,6 @@ def format_table(summary: dict[str, Any]) -> str:
         f"total {summary['total_seconds']:.1f} s; ok = within ±{summary['tolerance_points']:g} point of the seed "
         f"on both train and test"
         + (f"; epochs overridden to {summary['epochs_override']}" if summary["epochs_override"] else "")
+        + (f"; first {summary['limit']:,} training images only" if summary.get("limit") else "")
     )
     return "\n".join(lines)

@@ -85,7 +85,8 @@ def _shape(shape: Any) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..cli import UserError, _load_model
+    from ..cli.common import UserError
+    from ..cli.common import load_model as _load_model
 
     fmt = args.format or FORMATS.get(Path(args.out).suffix.lower())
     if fmt is None:

@@ -30,7 +30,8 @@ class RunConfig:
 
     validation: how many of the last training images are held out to monitor each
     epoch (Keras' ``validation_split`` takes the last fraction the same way); 0 means
-    none.  The test set is evaluated once, after training.
+    none; None (the default) means 5,000 or a tenth of the training images, whichever
+    is fewer.  The test set is evaluated once, after training.
     schedule: ``constant``; ``cosine`` (half a cosine from lr to lr/100 over the
     epochs); ``step`` (lr × 0.1 every third of the epochs).
     """
@@ -47,7 +48,7 @@ class RunConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"
     loss: str = "crossEntropyLogit"
-    validation: int = 5000
+    validation: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
@@ -62,7 +63,8 @@ class RunConfig:
         _check_int("epochs", self.epochs, 1)
         _check_int("batch_size", self.batch_size, 1)
         _check_int("seed", self.seed, 0)
-        _check_int("validation", self.validation, 0)
+        if self.validation is not None:
+            _check_int("validation", self.validation, 0)
         if self.limit is not None:
             _check_int("limit", self.limit, 1)
         if self.momentum and self.optimizer != "sgd":

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..callbacks import Callback, LearningRateScheduler
-from ..errors import ModelFileError, RunFolderError
+from ..errors import ConfigError, ModelFileError, RunFolderError
 from .config import RunConfig
 from .folder import RunFolder
 from .outputs import write_outputs
@@ -86,11 +86,22 @@ def train_run(
     holds another run, unless ``overwrite``.
     """
     folder = RunFolder(out_dir)
+    fresh = None
+    if not resume and config is not None:  # a new run: check the data and the network before touching the folder
+        data = load_run_data(config, data_dir)
+        fresh = build_model(config, data.x_train.shape[1:], data.n_classes)
     with folder.lock():
         config, model, resume_state = _prepare(folder, config, resume, overwrite)
-        data = load_run_data(config, data_dir)
         if model is None:
-            model = build_model(config, data.x_train.shape[1:])
+            model = fresh
+            if len(model.net.input_shape) == 3:  # the shapes a CNN string gives are worth seeing
+                log(model.net.summary(), flush=True)
+                flatten = [i for i, layer in enumerate(model.net.layers) if type(layer).__name__ == "Flatten"]
+                if flatten and "flatten" not in config.arch.lower():
+                    log(f"Layer {flatten[0]} (Flatten) was put in automatically before the first Dense layer "
+                        "after image layers.", flush=True)  # fmt: skip
+        else:
+            data = load_run_data(config, data_dir)
         run_info = {"run": config.to_dict(), "n_train": len(data.x_train)}
         if cancel is not None:
             cancel.attach(model)
@@ -264,28 +275,31 @@ class RunData:
 def load_run_data(config: RunConfig, data_dir: str | Path | None) -> RunData:
     """The data set as uint8 images (n, 1, H, W) for image networks or rows (n, H·W) for MLPs; the last
     ``config.validation`` training samples (after ``limit``) held out."""
+    from ..arch import input_rank
     from ..data import load
 
     (x, y), (xt, yt) = load(config.dataset, data_dir)
-    if _input_rank(config.arch) == 3:
+    if input_rank(config.arch) == 3:
         x, xt = x.reshape(len(x), 1, *x.shape[1:]), xt.reshape(len(xt), 1, *xt.shape[1:])
     else:
         x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
     if config.limit is not None:
         x, y = x[: config.limit], y[: config.limit]
     xv = yv = None
-    if config.validation:
-        if config.validation >= len(x):
+    held_out = min(5000, len(x) // 10) if config.validation is None else config.validation
+    if held_out:
+        if held_out >= len(x):
             raise RunFolderError(
                 f"--validation {config.validation}: the training set has only {len(x)} samples; hold out fewer"
             )
-        x, xv = x[: -config.validation], x[-config.validation :]
-        y, yv = y[: -config.validation], y[-config.validation :]
+        x, xv = x[:-held_out], x[-held_out:]
+        y, yv = y[:-held_out], y[-held_out:]
     return RunData(x, y, xv, yv, xt, yt, int(max(y.max(), yt.max())) + 1)
 
 
-def build_model(config: RunConfig, input_shape: tuple[int, ...]) -> Any:
-    """A fresh Model for ``config`` on samples of ``input_shape``."""
+def build_model(config: RunConfig, input_shape: tuple[int, ...], n_classes: int = 10) -> Any:
+    """A fresh Model for ``config`` on samples of ``input_shape``; its output must be one logit per class."""
+    from ..arch import build_network
     from ..model import Model
     from ..optim import get_optimizer
 
@@ -295,17 +309,11 @@ def build_model(config: RunConfig, input_shape: tuple[int, ...]) -> Any:
     if config.momentum:
         kwargs["momentum"] = config.momentum
     optimizer = get_optimizer(config.optimizer, **kwargs)
-    net = _build_network(config.arch, input_shape, seed=config.seed)
+    net = build_network(config.arch, input_shape, seed=config.seed, input_scale=1 / 255)
+    if net.output_shape != (n_classes,):
+        shown = "x".join(map(str, net.output_shape))
+        raise ConfigError(
+            f"arch: the network gives {shown} outputs per sample but {config.dataset} has {n_classes} classes; "
+            "end with (10,Linear)"
+        )
     return Model(net, loss=config.loss, optimizer=optimizer, seed=config.seed)
-
-
-def _input_rank(arch: str) -> int:
-    """1 for an MLP (flat rows), 3 for a network that takes images (channels, height, width)."""
-    return 1  # TODO(lead): CNN strings, once arch.py parses them
-
-
-def _build_network(arch: str, input_shape: tuple[int, ...], seed: int) -> Any:
-    from ..arch import parse_architecture
-    from ..network import NeuralNetwork
-
-    return NeuralNetwork(int(np.prod(input_shape)), parse_architecture(arch), seed=seed, input_scale=1 / 255)

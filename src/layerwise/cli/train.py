@@ -1,0 +1,268 @@
+"""``layerwise train``: one training run (``layerwise.runs.train_run``) with signals handled throughout.
+
+From the first line to the last file written, SIGINT and SIGTERM only ask the run
+to stop: a run stopped in training leaves a checkpoint to ``--resume`` from; one
+that had finished training completes its folder first.  Either way the message
+says which, and the exit code is 130 (SIGINT) or 143 (SIGTERM).  A second signal
+aborts at once (files are written atomically, so none is left half-written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ..errors import ArchitectureParseError
+from .common import (
+    DATASETS,
+    arch_error,
+    err,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    set_threads,
+    show_progress,
+)
+
+ARCH_HELP = """\
+architecture notation (--arch, one string; names in any case; spaces allowed):
+  MLP: the homework's "[(140,ReLU),(10,Linear)]" or the short "140:relu,10" (a layer without
+  activation is linear); activations: linear, relu, sigmoid, tanh, softmax.
+  CNN: comma-separated items inside [...]:
+    (units,Activation)            Dense + activation, as in the homework (also units:act, dense(units,act))
+    conv(F,K[,stride=S][,pad=P])  Conv2D: F filters of KxK; P an integer, same or valid (default 0);
+                                  K, S, P may be pairs such as 3x5 (height x width)
+    maxpool(K[,stride=S])         max pooling (stride defaults to K); avgpool(K[,stride=S]) likewise
+    flatten                       images -> rows (put in automatically before the first Dense layer
+                                  that follows image layers; summary shows it as a Flatten layer)
+    dropout(R)                    inverted dropout of rate R in [0, 1) while training
+    batchnorm                     batch normalisation (over channels for images)
+    relu, tanh, sigmoid, ...      an activation on its own
+  e.g. LeNet-5: "[conv(6,5,pad=2),relu,maxpool(2),conv(16,5),relu,maxpool(2),(120,ReLU),(84,ReLU),(10,Linear)]"
+  A network with conv/pool/flatten items gets the images as (n, 1, 28, 28), an MLP flat rows of 784.
+  The last layer must have one unit per class (10) and should be Linear (logits);
+  every network starts with Rescale(1/255), so it takes raw 0..255 pixels."""
+
+#: RunConfig fields set by options of the same name (None: not given, so --resume can tell).
+OPTIONS = (
+    "dataset",
+    "arch",
+    "optimizer",
+    "lr",
+    "epochs",
+    "batch_size",
+    "seed",
+    "limit",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "validation",
+)
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> None:
+    from ..runs.config import OPTIMIZERS, SCHEDULES, RunConfig
+
+    d = RunConfig()
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        formatter_class=formatter,
+        help="train a network on a data set and write the model, metrics and plots",
+        description=(
+            "Train a network with the cross-entropy loss on softmax logits and write into --out:\n"
+            "  model.npz              the trained model (layerwise.load / evaluate / predict)\n"
+            "  metrics.json           train/validation/test loss and accuracy, seconds, per-epoch\n"
+            "                         history, per-class precision/recall, confusion matrix, configuration\n"
+            "  config.json            the configuration (read by --resume)\n"
+            "  learning_curves.png    loss and accuracy per epoch, training and validation\n"
+            "  confusion_matrix.png   test-set confusion matrix\n"
+            "  weights.png            for a one-layer linear model: each class's weights as an image\n"
+            "  filters.png            for a network whose first layer is a convolution: its kernels\n\n"
+            "The last --validation training images are held out: each epoch reports its loss and\n"
+            "accuracy on them.  The test set is evaluated once, after training, and reported apart.\n\n"
+            "Ctrl-C (SIGINT) or SIGTERM writes --out/checkpoint.npz after the current step and exits;\n"
+            "'layerwise train --resume DIR' finishes the run, bit-identical to an uninterrupted one\n"
+            "(with the same number of BLAS threads); 'layerwise train --resume DIR --epochs N' trains\n"
+            "a finished run further."
+        ),
+        epilog=ARCH_HELP,
+    )
+    p.add_argument("--dataset", choices=DATASETS, help=f"data set (default {d.dataset})")
+    p.add_argument("--arch", metavar="ARCH", help=f'architecture (default "{d.arch}")')
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, metavar="NAME", help=f"{', '.join(OPTIMIZERS)} (default {d.optimizer})"
+    )
+    p.add_argument("--lr", type=positive_float, metavar="LR", help=f"learning rate (default {d.lr:g})")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help=f"epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=positive_int, metavar="N", help=f"mini-batch size (default {d.batch_size})")
+    p.add_argument(
+        "--seed", type=non_negative_int, metavar="N", help=f"seeds the weights and the shuffling (default {d.seed})"
+    )
+    p.add_argument("--momentum", type=non_negative_float, metavar="M", help="SGD momentum (default 0)")
+    p.add_argument("--weight-decay", type=non_negative_float, metavar="L2", help="weight decay (default 0)")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="learning-rate schedule: constant (default), cosine "
+        "(to lr/100 over the epochs) or step (x0.1 every third of the epochs)",
+    )
+    p.add_argument(
+        "--validation",
+        type=non_negative_int,
+        metavar="N",
+        help="hold out the last N training images to monitor each epoch (default 5000 or a tenth, if fewer; 0: none)",
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<dataset>)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="folder holding the data sets (as $LAYERWISE_DATA) or their IDX files"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR (from its checkpoint, or a finished one with a larger --epochs)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        metavar="N",
+        default=1,
+        help="also write DIR/checkpoint.npz every N epochs, atomically (default 1; 0: only when interrupted)",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="advanced: use the first N training images only (quick runs and tests); the test set stays whole",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="BLAS threads (on a busy or 2-core machine 1 is often fastest)",
+    )
+    p.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=run)
+
+
+class _Signals:
+    """While active, SIGINT/SIGTERM request a stop through the run's cancel token; a second one aborts."""
+
+    def __init__(self) -> None:
+        from ..runs import CancelToken
+
+        self.token = CancelToken()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.token.request(signal.Signals(signum).name)  # no printing here: the handler may interrupt a write
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    with _Signals() as signals:  # the first line: nothing before it writes a file
+        return _train(args, signals)
+
+
+def _train(args: argparse.Namespace, signals: _Signals) -> int:
+    from ..runs import RunConfig, train_run
+    from ..runs.folder import RunFolder
+
+    started = time.perf_counter()
+    set_threads(args)
+    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    if args.resume:
+        out = Path(args.resume)
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise _user("--out: a resumed run writes into its own folder; leave --out out")
+        folder = RunFolder(out)
+        if not folder.config.is_file():
+            raise _user(f"--resume {args.resume}: no run folder (no {folder.config.name})")
+        saved = RunConfig.from_json(folder.config.read_text(encoding="utf-8", errors="replace"), str(folder.config))
+        config = _config(saved.to_dict() | given, args.arch)
+    else:
+        config = _config(RunConfig().to_dict() | given, args.arch)
+        out = Path(args.out) if args.out is not None else Path("runs") / config.dataset
+    result = train_run(
+        config,
+        out,
+        resume=bool(args.resume),
+        overwrite=args.overwrite,
+        data_dir=args.data_dir,
+        checkpoint_every=args.checkpoint_every,
+        verbose=0 if args.quiet else (2 if show_progress(args) else 1),
+        cancel=signals.token,
+        log=print,
+    )
+    name = signal.Signals(signals.signum).name if signals.signum else None
+    if result.status == "interrupted":
+        err(
+            f"layerwise: {name or 'stopped'}: training stopped after {result.epochs_run} complete epochs; "
+            f"checkpoint written to {Path(result.out_dir) / 'checkpoint.npz'}"
+        )
+        err(f"layerwise: continue with: layerwise train --resume {result.out_dir}")
+        return 128 + (signals.signum or signal.SIGINT)
+    _report(result, time.perf_counter() - started)
+    if signals.signum:
+        err(f"layerwise: {name} arrived after training had finished; {result.out_dir} is complete")
+        return 128 + signals.signum
+    return 0
+
+
+def _config(values: dict[str, Any], arch: str | None) -> Any:
+    """A checked RunConfig; an architecture that does not parse names its position."""
+    from ..arch import format_layers, parse_layers
+    from ..runs import RunConfig
+
+    try:
+        values["arch"] = format_layers(parse_layers(values["arch"]))  # canonical: the homework's notation for MLPs
+    except ArchitectureParseError as e:
+        raise arch_error(values["arch"], e) from None
+    config = RunConfig.from_dict(values, "options")
+    last = parse_layers(config.arch)[-1]
+    if last.kind == "dense" and last.args["units"] != 10:  # known before any data is read
+        raise _user(
+            f"--arch: the last layer has {last.args['units']} units but {config.dataset} has 10 classes; "
+            "end with (10,Linear)"
+        )
+    return config
+
+
+def _report(result: Any, seconds: float) -> None:
+    m = result.metrics
+    print(f"\nFinished {result.epochs_run} epochs: {result.seconds:.1f} s of training, {seconds:.1f} s in all")
+    print(f"{'':12}{'loss':>9}{'accuracy':>11}")
+    for split, label in (("train", "train"), ("val", "validation"), ("test", "test")):
+        if f"{split}_loss" in m:
+            print(f"{label:12}{m[f'{split}_loss']:9.4f}{100 * m[f'{split}_accuracy']:10.2f}%")
+    out = Path(result.out_dir)
+    written = ["model.npz", "metrics.json", "config.json"]
+    written += [
+        p for p in ("learning_curves.png", "confusion_matrix.png", "weights.png", "filters.png") if (out / p).exists()
+    ]
+    print(f"Wrote {', '.join(written)} to {out}")
+
+
+def _user(message: str) -> Exception:
+    from .common import UserError
+
+    return UserError(message)
