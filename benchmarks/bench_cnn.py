@@ -43,8 +43,8 @@ import numpy as np
 import layerwise as lw
 import layerwise.data
 from layerwise.atomic import atomic_write
-from layerwise.bench import _timed, blas_threads, matmul_gflops
 from layerwise.layers import _fast
+from mnist_harness import _timed, blas_threads, matmul_gflops
 
 LR = 1e-3
 SPEED_TARGET = 0.7  # layerwise's epoch ≤ 0.7 × PyTorch's

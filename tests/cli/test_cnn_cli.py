@@ -101,7 +101,7 @@ def test_predict_cnn_png_and_idx_agree_with_the_model(cnn_run: tuple[Path, Resul
     Image.fromarray(255 - x_test[2]).save(tmp_path / "dark_on_light.png")  # inverted back when read
     write_idx(tmp_path / "four.idx.gz", x_test[:4])
     files = [tmp_path / "digit.png", tmp_path / "dark_on_light.png", tmp_path / "four.idx.gz"]
-    result = run_cli("predict", str(out), *map(str, files), "--top", "10")
+    result = run_cli("predict", str(out), *map(str, files), "--top", "10", "--preprocess", "none")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 6

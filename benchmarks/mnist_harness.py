@@ -13,7 +13,8 @@ fraction of it each system reaches (an epoch costs 6·P FLOPs per sample: 2·P
 forward, 4·P backward, P = 111,160 weights), inference time on the 10,000 test
 images, and peak resident memory of a full ``layerwise train`` run.
 
-Run: ``python benchmarks/bench_mnist.py`` or ``layerwise bench`` (``--help`` for options).
+Run: ``python benchmarks/bench_mnist.py`` or ``layerwise bench`` (``--help`` for options). It lives
+outside the installed package: only the benchmarks use it.
 PyTorch and scikit-learn come with the ``bench`` extra; the library never imports them.
 """
 
