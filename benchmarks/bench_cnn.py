@@ -44,7 +44,7 @@ import layerwise as lw
 import layerwise.data
 from layerwise.atomic import atomic_write
 from layerwise.layers import _fast
-from mnist_harness import _timed, blas_threads, matmul_gflops
+from mnist_harness import _OneLineParser, _positive_int, _timed, blas_threads, matmul_gflops
 
 LR = 1e-3
 SPEED_TARGET = 0.7  # layerwise's epoch ≤ 0.7 × PyTorch's
@@ -315,10 +315,10 @@ def print_summary(results: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _OneLineParser(prog="layerwise bench cnn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128], metavar="B")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per system and case (default 3)")
+    parser.add_argument("--repeats", type=_positive_int, default=3, help="timed epochs per system and case (default 3)")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--test-limit", type=int, default=None, help="test on the first N images only")
     parser.add_argument(

@@ -310,10 +310,26 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"peak RSS of `layerwise train`: {results['train_peak_rss_mb']:.0f} MB")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Errors as one line, as the rest of the command line reports them."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (0 repeats would time nothing and report medians of nothing)."""
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="layerwise bench", description=__doc__.split("\n\n")[0])
+    parser = parser or _OneLineParser(prog="layerwise bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512], metavar="B")
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per system and batch size (default 5)")
+    parser.add_argument(
+        "--repeats", type=_positive_int, default=5, help="timed epochs per system and batch size (default 5)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument(
         "--tiny",

@@ -168,3 +168,16 @@ def test_signals_at_random_moments_leave_a_complete_or_resumable_folder(tmp_path
         final = RunFolder(out).state
         assert final in ("finished", "empty"), final
     assert outcomes, "no trial ran"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["train", "--arch", "999999999:relu,10", "--limit", "100", "--out", "x"], ["memory", "--arch"]),
+        (["bench", "--repeats", "0"], ["--repeats", "positive integer"]),
+        (["bench", "cnn", "--repeats", "0"], ["--repeats", "positive integer"]),
+    ],
+    ids=["huge-arch", "bench-repeats", "bench-cnn-repeats"],
+)
+def test_more_one_line_errors(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    one_line_error(run_cli(*args, cwd=tmp_path), *fragments)
