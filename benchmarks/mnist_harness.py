@@ -314,7 +314,7 @@ class _OneLineParser(argparse.ArgumentParser):
     """Errors as one line, as the rest of the command line reports them."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"layerwise: error: {message} (see '{self.prog} --help')\n")
 
 
 def _positive_int(text: str) -> int:

@@ -10,8 +10,21 @@ table) lists 91–93% test accuracy for small two-layer CNNs.  Target here: ≥ 
 test accuracy within 15 epochs.
 
 Why this network and these settings (measured on all 60,000 images, seed 0):
-SETTINGS_NOTE
+
+- The network (design reasons, not a search): the MNIST convnet of ``convnet.py``
+  ends in one linear layer on the pooled features, little for telling shirts from
+  pullovers and coats, so a hidden layer of 128 units is added; padding 1 keeps the
+  image borders, where clothes (unlike digits) have edges; BatchNorm after each
+  convolution makes the early epochs fast; Dropout 0.25 / 0.5 holds back the
+  over-fitting the hidden layer brings (train 95.5% vs. test 92.2% at the end).
+
+- Adam 1e-3, batch 64, the rate decayed along half a cosine to lr/100 over the 15
+  epochs: test accuracy after each epoch 85.96, 88.40, 89.61, 89.85, 90.48, 90.70,
+  91.15, 91.59, 91.71, 91.69, 91.79, 91.98, 92.30, 92.42, 92.22% -- above the target
+  from epoch 9 on, 0.7 points above it at the end.  About 1.5 times the convnet's
+  work per epoch (the second convolution runs on 14×14 instead of 11×11 pixels).
 """
+
 
 from __future__ import annotations
 
