@@ -483,12 +483,12 @@ ARCH_CASES = [
     ("[(140,)]", 6, "activation name"),
     ("[(140,'ReLU)]", 6, "unclosed quote"),
     ("[(140,ReLU)] extra", 13, "unexpected 'e'"),
-    ("140:relu,,10", 9, "number of units"),
+    ("140:relu,,10", 9, "expected a layer"),
     ("140:relu,10:", 12, "activation name"),
     ("140:swish", 4, "unknown activation 'swish'"),
     ("140;relu", 3, "unexpected ';'"),
-    ("-5:relu", 0, "number of units"),
-    ("²:relu", 0, "number of units"),  # str.isdigit() is True, int() refuses it
+    ("-5:relu", 0, "expected a layer"),
+    ("²:relu", 0, "expected a layer"),  # str.isdigit() is True, int() refuses it
     ("1" * 5000, 0, "digits"),  # int() refuses > 4300 digits
     ("[(10,relu),]x", 12, "unexpected 'x'"),
 ]

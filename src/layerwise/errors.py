@@ -68,8 +68,13 @@ class ArchitectureParseError(ConfigError):
     def __init__(self, message: str, text: str, position: int) -> None:
         self.text = text
         self.position = position
-        pointer = " " * position + "^"
-        super().__init__(f"{message} at position {position}:\n  {text}\n  {pointer}")
+        # A long text is shown as a window around the position, so that the pointer line survives.
+        start = max(0, position - 40)
+        shown = text[start : position + 40]
+        lead = "..." if start else ""
+        tail = "..." if position + 40 < len(text) else ""
+        pointer = " " * (len(lead) + position - start) + "^"
+        super().__init__(f"{message} at position {position}:\n  {lead}{shown}{tail}\n  {pointer}")
 
 
 class DataFormatError(LayerwiseError, ValueError):

@@ -52,7 +52,7 @@ def test_python_dash_m_and_version() -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("layerwise ")
     help_text = run_cli("predict", "--help", module=True).stdout
-    assert "mean pixel > 127" in help_text  # the documented image preparation
+    assert "centred by its" in help_text and "--preprocess none" in help_text  # the documented preparation
 
 
 # -- train, evaluate, predict, summary on real MNIST ----------------------------------

@@ -106,9 +106,10 @@ def test_predict_cnn_png_and_idx_agree_with_the_model(cnn_run: tuple[Path, Resul
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 6
     model = layerwise.load(out / "model.npz")
-    # The same pixels in process: images prepared as predict prepares them, IDX rows as they are.
-    rows = np.concatenate([load_inputs(path, 784)[1] for path in files])
-    np.testing.assert_array_equal(rows[2:], x_test[:4].reshape(4, 784))
+    # The same pixels in process: 28x28 images read as they are (the dark-on-light one inverted back).
+    rows = np.concatenate([load_inputs(path, 784, preprocess="none")[1] for path in files])
+    np.testing.assert_array_equal(rows, np.concatenate([x_test[1:3], x_test[:4]]).reshape(6, 784))
+
     proba = model.predict_proba(rows.reshape(-1, 1, 28, 28))
     for line, p in zip(lines, proba, strict=True):
         label = line.split(": ")[1].split()[0]
