@@ -18,7 +18,6 @@ from layerwise.data import load
 from layerwise.data.idx import write_idx
 from layerwise.images import load_inputs
 
-
 from .conftest import Result, data_root, needs_mnist, run_cli
 from .test_cli import PNGS, assert_png, assert_user_error
 

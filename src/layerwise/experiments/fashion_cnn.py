@@ -25,7 +25,6 @@ Why this network and these settings (measured on all 60,000 images, seed 0):
   work per epoch (the second convolution runs on 14×14 instead of 11×11 pixels).
 """
 
-
 from __future__ import annotations
 
 from pathlib import Path
