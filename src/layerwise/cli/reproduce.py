@@ -46,12 +46,6 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
         metavar="N",
         help="advanced: train on the first N training images only (quick checks); the test set stays whole",
     )
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        metavar="N",
-        help="hw2: train the networks in N Dask worker processes (needs layerwise[sweep]); same results",
-    )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/EXPERIMENT)")
     p.add_argument(
         "--data-dir", metavar="DIR", help="folder holding the data sets (as $LAYERWISE_DATA) or their IDX files"
@@ -67,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
     experiment = get_experiment(args.experiment)
     out = args.out if args.out is not None else str(Path("runs") / args.experiment)
     options: dict[str, Any] = {"epochs": args.epochs, "limit": args.limit, "data_dir": args.data_dir}
-    if args.workers is not None:
-        options["workers"] = args.workers
     verbose = 0 if args.quiet else (2 if show_progress(args) else 1)
     results = experiment.run(out_dir=out, verbose=verbose, **options)
     print()
