@@ -1,20 +1,21 @@
-"""PNG plots for the command line: learning curves, confusion matrix, weight templates, conv filters.
+"""Plots: learning curves, confusion matrix, weight templates, conv filters.
 
-matplotlib runs on its Agg backend (set here, before pyplot is imported), so no
-display is needed.  Every function writes one PNG and closes its figure.
+Each function returns a matplotlib ``Figure`` (shown by Jupyter as it is) and, given
+a ``path``, also writes it (atomically; PNG unless the suffix says otherwise).  The
+figures are made with ``matplotlib.figure.Figure``, not pyplot: importing this
+module never changes the user's backend, and no display is needed to save.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["combined_learning_curves", "confusion_matrix", "conv_filters", "learning_curves", "weight_templates"]
 
@@ -26,32 +27,44 @@ def _epochs(values: Sequence[float]) -> np.ndarray:
     return np.arange(1, len(values) + 1)
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    """Write the figure atomically (a full disk leaves the old plot, never a truncated one) and close it."""
+def _history(history: Any) -> Mapping[str, Sequence[float]]:
+    """A ``History`` (its ``.history``) or the dict itself."""
+    return getattr(history, "history", history)
+
+
+def _integer_epochs(*axes: Any) -> None:
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _save(fig: Figure, path: str | Path | None) -> Figure:
+    """Write the figure atomically when a path is given (a full disk leaves the old plot, never a truncated one)."""
+    if path is None:
+        return fig
     from .atomic import atomic_write
 
     path = Path(path)
     # A file object has no name to guess the format from: take it from the suffix (PNG by default).
     fmt = path.suffix[1:].lower() if path.suffix[1:].lower() in fig.canvas.get_supported_filetypes() else "png"
-    try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format=fmt, dpi=_DPI)
-    finally:
-        plt.close(fig)
-    return path
+    with atomic_write(path) as f:
+        fig.savefig(f, format=fmt, dpi=_DPI)
+    return fig
 
 
-def learning_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str | None = None) -> Path:
-    """Loss (left) and accuracy (right) per epoch, training and validation/test."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    for key, label, style in (("loss", "train", "-o"), ("val_loss", "test", "--s")):
+def learning_curves(history: Any, path: str | Path | None = None, title: str | None = None) -> Figure:
+    """Loss (left) and accuracy (right) per epoch, training and validation; ``history`` a History or its dict."""
+    history = _history(history)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for key, label, style in (("loss", "train", "-o"), ("val_loss", "validation", "--s")):
         if history.get(key):
             ax_loss.plot(_epochs(history[key]), history[key], style, label=label, markersize=3)
-    for key, label, style in (("accuracy", "train", "-o"), ("val_accuracy", "test", "--s")):
+    for key, label, style in (("accuracy", "train", "-o"), ("val_accuracy", "validation", "--s")):
         if history.get(key):
             ax_acc.plot(_epochs(history[key]), 100 * np.asarray(history[key]), style, label=label, markersize=3)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    _integer_epochs(ax_loss, ax_acc)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
@@ -61,12 +74,14 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: str | Path, ti
 
 
 def combined_learning_curves(
-    runs: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str | None = None
-) -> Path:
-    """Several runs in one figure: loss and accuracy per epoch, train solid and test dashed."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    runs: Mapping[str, Any], path: str | Path | None = None, title: str | None = None
+) -> Figure:
+    """Several runs in one figure: loss and accuracy per epoch, train solid and validation/test dashed."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, history) in enumerate(runs.items()):
+        history = _history(history)
         color = colors[i % len(colors)]
         for ax, key, scale in ((ax_loss, "loss", 1), (ax_acc, "accuracy", 100)):
             if history.get(key):
@@ -83,6 +98,7 @@ def combined_learning_curves(
                 )
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    _integer_epochs(ax_loss, ax_acc)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     ax_acc.legend(fontsize="small")
@@ -92,42 +108,48 @@ def combined_learning_curves(
 
 
 def confusion_matrix(
-    matrix: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None, title: str | None = None
-) -> Path:
-    """``matrix[true, predicted]`` as a heat map with the counts written in the cells."""
+    matrix: np.ndarray,
+    path: str | Path | None = None,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """``matrix[true, predicted]`` with the errors made visible.
+
+    Off-diagonal cells are coloured by the share of their row (the true class) that
+    went there, on a scale up to the largest such share, so that a 2% confusion is
+    not lost beside 98% correct cells; the diagonal is drawn in grey; every cell
+    shows its count.
+    """
     matrix = np.asarray(matrix)
     n = matrix.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
-    fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    errors = np.where(np.eye(n, dtype=bool), np.nan, share)
+    top = float(np.nanmax(errors)) if n > 1 and np.isfinite(errors).any() else 1.0
+    fig = Figure(figsize=(7.5, 6), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(np.where(np.eye(n, dtype=bool), 1.0, np.nan), cmap="Greys", vmin=0, vmax=4)  # the diagonal, muted
+    image = ax.imshow(100 * errors, cmap="Reds", vmin=0, vmax=100 * (top or 1.0))
+    fig.colorbar(image, ax=ax, shrink=0.8, label="% of the true class (off the diagonal)")
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title or "confusion matrix")
-    ax.set_xticklabels(
-        names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right" if max(map(len, names)) > 2 else "center"
-    )
+    wide = max(map(len, names)) > 2
+    ax.set_xticklabels(names, rotation=45 if wide else 0, ha="right" if wide else "center")
     ax.set_yticklabels(names)
-    threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(
-                j,
-                i,
-                str(matrix[i, j]),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if matrix[i, j] > threshold else "black",
-            )
+            dark = i != j and top and errors[i, j] > top / 2
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color="white" if dark else "black")
     return _save(fig, path)
 
 
 def weight_templates(
-    W: np.ndarray, path: str | Path, class_names: Sequence[str] | None = None, title: str | None = None
-) -> Path:
+    W: np.ndarray, path: str | Path | None = None, class_names: Sequence[str] | None = None, title: str | None = None
+) -> Figure:
     """The columns of a linear layer's W (n_in, n_classes) as side×side images, one per class.
 
-    Red pixels push the class's score up, blue ones down; each template has its own
-    symmetric colour scale.
+    Red pixels push the class's score up, blue ones down; all templates share one
+    symmetric colour scale, shown by the colour bar.
     """
     W = np.asarray(W, dtype=np.float64)
     side = int(round(W.shape[0] ** 0.5))
@@ -137,22 +159,28 @@ def weight_templates(
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
     cols = min(n, 5)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), layout="constrained", squeeze=False)
+    fig = Figure(figsize=(2.1 * cols + 1.0, 2.3 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    limit = float(np.abs(W).max()) or 1.0
+    image = None
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= n:
             continue
-        template = W[:, k].reshape(side, side)
-        limit = float(np.abs(template).max()) or 1.0
-        ax.imshow(template, cmap="seismic", vmin=-limit, vmax=limit)
+        image = ax.imshow(W[:, k].reshape(side, side), cmap="seismic", vmin=-limit, vmax=limit)
         ax.set_title(names[k], fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
     fig.suptitle(title or "learned weight templates")
     return _save(fig, path)
 
 
 def conv_filters(
-    W: np.ndarray, path: str | Path, title: str | None = None, max_filters: int = 64, max_channels: int = 8
-) -> Path:
+    W: np.ndarray,
+    path: str | Path | None = None,
+    title: str | None = None,
+    max_filters: int = 64,
+    max_channels: int = 8,
+) -> Figure:
     """A convolution's kernels W (filters, in_channels, kh, kw) as a grid of small images, with a colour bar.
 
     One input channel (a first layer on grayscale images): one tile per filter,
@@ -175,9 +203,8 @@ def conv_filters(
         tiles = [(W[f, c], f"{f}·{c}") for f in range(n_filters) for c in range(n_channels)]
     limit = float(np.abs(W[:n_filters, :n_channels]).max()) or 1.0
     size = 1.1 if cols <= 8 else 0.8
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(size * cols + 1.4, size * rows + 0.8), squeeze=False, layout="constrained"
-    )
+    fig = Figure(figsize=(size * cols + 1.4, size * rows + 0.8), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     image = None
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])

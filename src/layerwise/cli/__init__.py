@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -94,10 +95,17 @@ def _fail(message: str, code: int, debug: bool) -> int:
     return code
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """The library's guards (input scaling, stacked linear layers) as one line, without a source line."""
+    err(f"{PROG}: warning: {one_line(str(message))}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script passes it to sys.exit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if not debug:
+        warnings.showwarning = _one_line_warning
     try:
         if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"]):
             return bench.run_argv([a for a in argv[1:] if a != "--debug"])

@@ -18,9 +18,7 @@ from .results import higher_is_better, sort_rows
 
 def sweep_plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], metric: str, path: Path) -> Path | None:
     """Write the plot to ``path``; None (nothing written) when no trial has ``metric``."""
-    import matplotlib.pyplot as plt
-
-    from .. import plots  # noqa: F401 - importing it selects matplotlib's Agg backend (no display needed)
+    from matplotlib.figure import Figure  # not pyplot: the user's backend stays as it is, no display needed
 
     ranked = sort_rows(rows, metric)
     done = [r for r in ranked if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
@@ -29,7 +27,8 @@ def sweep_plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], metric:
     scale = 100.0 if metric.endswith("accuracy") else 1.0
     cols = min(3, len(params))
     rows_n = math.ceil(len(params) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.8 * rows_n), layout="constrained", squeeze=False)
+    fig = Figure(figsize=(4.6 * cols, 3.8 * rows_n), layout="constrained")
+    axes = fig.subplots(rows_n, cols, squeeze=False)
     for ax, param in zip(axes.flat, params, strict=False):
         values = [r.get(param) for r in done]
         ys = [scale * float(r[metric]) for r in done]
@@ -56,11 +55,8 @@ def sweep_plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], metric:
     axes.flat[0].legend(fontsize="small")
     best = "highest" if higher_is_better(metric) else "lowest"
     fig.suptitle(f"{metric} of {len(done)} finished trials (star: {best})")
-    try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=110)
     return path
 
 
