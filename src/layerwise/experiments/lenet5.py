@@ -18,6 +18,8 @@ Why these settings (measured on all 60,000 images, seed 0, test accuracy after e
   epochs (chosen): 98.38, 98.68, 98.81, 98.78, 98.90, 99.11, 99.10, 99.17, 99.16,
   99.18% (train 99.99%).  The larger early rate learns faster, the decay lets the
   last epochs settle; the error falls below 1% from epoch 6 on and ends at 0.82%.
+  Seeds 1 and 2 end at 99.23% and 99.22% (below 1% error from epochs 7 and 8).
+
 """
 
 from __future__ import annotations
