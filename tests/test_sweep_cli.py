@@ -32,7 +32,8 @@ CLI_WITH_SIGINT = [
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
     "from layerwise.cli import main; sys.exit(main(sys.argv[1:]))",
 ]
-LONG_SPEC = "[train]\nepochs = 3\nlimit = 8000\nvalidation = 500\n[grid]\nlr = [1e-3, 2e-3]\n"
+# Enough epochs that a trial cannot finish between its first checkpoint and the cancel reaching it.
+LONG_SPEC = "[train]\nepochs = 12\nlimit = 8000\nvalidation = 500\n[grid]\nlr = [1e-3, 2e-3]\n"
 
 
 def env() -> dict[str, str]:
