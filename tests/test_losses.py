@@ -113,3 +113,21 @@ def test_get_loss_names(name, cls):
 def test_get_loss_unknown(name):
     with pytest.raises(ConfigError):
         get_loss(name)
+
+
+def test_mse_on_class_labels_is_mse_on_their_one_hot_rows(rng):
+    """(n,) integer labels for a multi-output network mean classes: the same step as with one-hot targets."""
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, size=20)
+    models = []
+    for targets in (labels, np.eye(3, dtype=np.float32)[labels]):
+        net = lw.Sequential([lw.Dense(5), lw.ReLU(), lw.Dense(3)], input_shape=(4,), seed=3)
+        model = lw.Model(net, loss="mse", optimizer="sgd", seed=0)
+        history = model.fit(x, targets, epochs=2, batch_size=8, verbose=0)
+        models.append((model, history.history["loss"]))
+    (a, loss_a), (b, loss_b) = models
+    assert loss_a == loss_b
+    assert all(np.array_equal(p, q) for p, q in zip(a.net.parameters(), b.net.parameters(), strict=True))
+    assert a.evaluate(x, labels) == b.evaluate(x, np.eye(3, dtype=np.float32)[labels])
+    with pytest.raises(lw.errors.LabelError, match="y"):  # labels still checked against the outputs
+        a.fit(x, np.full(20, 3), verbose=0)

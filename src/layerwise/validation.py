@@ -102,6 +102,11 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, name: str 
         return y.reshape(n_samples, 1)
     if y.ndim == 1 and n_outputs == 1:
         y = y[:, None]
+    elif y.ndim == 1 and n_outputs > 1 and np.issubdtype(y.dtype, np.integer):
+        # (n,) integer targets for several outputs can only be class labels: compare with their one-hot rows
+        labels = _class_labels(y, n_outputs, name)
+        y = np.zeros((n_samples, n_outputs), dtype=np.float32)  # 0 and 1 are exact: no upcast of a float32 net
+        y[np.arange(n_samples), labels] = 1.0
     if y.ndim != 2 or y.shape[1] != n_outputs:
         raise ShapeError(f"{name}: expected shape ({n_samples}, {n_outputs}), got {y.shape}")
     return y

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import layerwise
 from layerwise.data import load
 from layerwise.data.idx import write_idx
 
-from .conftest import Result, needs_mnist, run_cli
+from .conftest import Result, data_root, needs_mnist, run_cli
 
 SUBCOMMANDS = ["train", "evaluate", "predict", "summary", "reproduce"]
 PNGS = ["learning_curves.png", "confusion_matrix.png"]
@@ -258,5 +259,29 @@ def test_reproduce_hw2_one_epoch(tmp_path: Path) -> None:
         assert 80 < net["test_accuracy"] <= 100  # one epoch already learns MNIST
         assert {"seed_train", "seed_test", "train_accuracy", "seconds"} <= set(net)
     assert_png(tmp_path / "hw2" / "learning_curves.png")
-    for name in "abc":
-        assert (tmp_path / "hw2" / f"{name}.npz").is_file()
+    for name in "abc":  # each network is an ordinary run folder
+        assert (tmp_path / "hw2" / name / "model.npz").is_file()
+        assert (tmp_path / "hw2" / name / "config.json").is_file()
+        assert_png(tmp_path / "hw2" / name / "learning_curves.png")
+
+
+# -- --loss and --init ------------------------------------------------------------------------
+@needs_mnist
+def test_train_with_mse_loss_and_glorot_init(tmp_path: Path) -> None:
+    out = tmp_path / "mse"
+    result = run_cli(
+        "train", "--loss", "mse", "--init", "glorot", "--epochs", "1", "--limit", "3000", "--out", str(out), "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["loss"] == "mse" and metrics["config"]["init"] == "glorot"
+    assert metrics["test_accuracy"] > 0.8  # squared error against the one-hot labels still learns the digits
+    model = layerwise.load(out / "model.npz")
+    assert type(model.loss).__name__ == "MSE"
+    x, y = load("mnist", data_root())[1]
+    Image.fromarray(x[0]).save(tmp_path / "digit.png")
+    shown = run_cli("predict", str(out / "model.npz"), str(tmp_path / "digit.png"), "--preprocess", "none")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("\n") == 1 and "(outputs: [" in shown.stdout
+    bad = run_cli("train", "--loss", "hinge", "--out", str(tmp_path / "o"))
+    assert bad.returncode == 2 and "--loss" in bad.stderr and "crossEntropyLogit" in bad.stderr

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -160,3 +162,29 @@ def set_threads(args: argparse.Namespace) -> None:
         except ImportError:
             raise UserError("--threads needs threadpoolctl (pip install threadpoolctl)") from None
         threadpool_limits(threads)
+
+
+class StopSignals:
+    """While active, SIGINT/SIGTERM request a stop through the run's cancel token; a second one aborts."""
+
+    def __init__(self) -> None:
+        from ..runs import CancelToken
+
+        self.token = CancelToken()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.token.request(signal.Signals(signum).name)  # no printing here: the handler may interrupt a write
+
+    def __enter__(self) -> StopSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -61,7 +61,7 @@ def evaluate(args: argparse.Namespace) -> int:
     check_inputs(model, xt, dataset)
     loss, acc = model.evaluate(xt, yt)
     n_classes = model.net.n_outputs
-    matrix = confusion(yt, model.predict(xt), n_classes)
+    matrix = confusion(yt, model.predict_logits(xt).argmax(axis=1), n_classes)
     print(f"{model_path(args.model)} on {dataset} {args.split} ({len(xt):,} samples)")
     print(f"loss      {loss:.4f}")
     print(f"accuracy  {100 * acc:.2f}%\n")

@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
     for labels, rows in batches:
         if model.net.input_shape is not None:  # rows of pixels -> the model's samples, e.g. (n, 1, 28, 28)
             rows = rows.reshape(len(rows), *model.net.input_shape)
-        if not classify:
+        if not classify:  # the outputs themselves; with one output per class (mse on one-hot labels) also the best
             for label, out in zip(labels, model.predict(rows), strict=True):
-                print(f"{label}: {np.array2string(np.asarray(out), precision=4)}")
+                best = f"{names[int(np.argmax(out))]}    (outputs: " if np.size(out) == n_classes > 2 else "("
+                print(f"{label}: {best}{np.array2string(np.asarray(out), precision=4, max_line_width=10_000)})")
             continue
         proba = model.predict_proba(rows)
         if proba.ndim == 1:  # a logistic model gives P(y=1) only

@@ -13,12 +13,12 @@ import argparse
 import signal
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from ..errors import ArchitectureParseError
 from .common import (
     DATASETS,
+    StopSignals,
     arch_error,
     err,
     non_negative_float,
@@ -62,11 +62,13 @@ OPTIONS = (
     "weight_decay",
     "schedule",
     "validation",
+    "loss",
+    "init",
 )
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> None:
-    from ..runs.config import OPTIMIZERS, SCHEDULES, RunConfig
+    from ..runs.config import INITS, LOSSES, OPTIMIZERS, SCHEDULES, RunConfig
 
     d = RunConfig()
     p = sub.add_parser(
@@ -75,7 +77,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
         formatter_class=formatter,
         help="train a network on a data set and write the model, metrics and plots",
         description=(
-            "Train a network with the cross-entropy loss on softmax logits and write into --out:\n"
+            "Train a network (by default with the cross-entropy loss on softmax logits) and write into --out:\n"
             "  model.npz              the trained model (layerwise.load / evaluate / predict)\n"
             "  metrics.json           train/validation/test loss and accuracy, seconds, per-epoch\n"
             "                         history, per-class precision/recall, confusion matrix, configuration\n"
@@ -111,6 +113,17 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
         choices=SCHEDULES,
         help="learning-rate schedule: constant (default), cosine "
         "(to lr/100 over the epochs) or step (x0.1 every third of the epochs)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=LOSSES,
+        help="crossEntropyLogit (default: softmax cross-entropy on the last layer's logits) or mse "
+        "(squared error against the one-hot labels, as in early courses)",
+    )
+    p.add_argument(
+        "--init",
+        choices=INITS,
+        help="initial weights: auto (default: He before a ReLU, Glorot otherwise), he, or glorot (Keras' default)",
     )
     p.add_argument(
         "--validation",
@@ -152,38 +165,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
     p.set_defaults(func=run)
 
 
-class _Signals:
-    """While active, SIGINT/SIGTERM request a stop through the run's cancel token; a second one aborts."""
-
-    def __init__(self) -> None:
-        from ..runs import CancelToken
-
-        self.token = CancelToken()
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # asked twice: stop now
-            raise KeyboardInterrupt
-        self.signum = signum
-        self.token.request(signal.Signals(signum).name)  # no printing here: the handler may interrupt a write
-
-    def __enter__(self) -> _Signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def run(args: argparse.Namespace) -> int:
-    with _Signals() as signals:  # the first line: nothing before it writes a file
+    with StopSignals() as signals:  # the first line: nothing before it writes a file
         return _train(args, signals)
 
 
-def _train(args: argparse.Namespace, signals: _Signals) -> int:
+def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     from ..runs import RunConfig, train_run
     from ..runs.folder import RunFolder
 

@@ -1,104 +1,171 @@
-"""What every ``layerwise reproduce`` experiment shares: data, one training run, results and plots.
+"""What every ``layerwise reproduce`` experiment shares: its networks trained by ``train_run``, results, plots.
 
-An experiment is a dict of settings (a "spec")::
+An experiment network is a dict of settings (a "spec")::
 
     {"name": "lenet5", "dataset": "mnist", "arch": "[conv(6,5,pad=2),...]", "optimizer": "adam",
      "lr": 1e-3, "schedule": "cosine", "epochs": 10, "batch_size": 64, "seed": 0}
 
-``train_network(spec, data)`` builds the network of ``spec["arch"]`` (``arch.build_network``,
-raw uint8 pixels scaled by 1/255 inside the network), trains it with the
-cross-entropy loss on softmax logits while reporting the test set after every epoch
-(as the seed's homework and the papers do), and evaluates the train and test sets
-once after the last epoch.  ``run_single`` does that for one network and writes the
-model, results.json and the plots; hw2 runs three networks with the same pieces.
+``run_config(spec)`` turns it into the ``RunConfig`` of an ordinary ``layerwise train``
+run on all training images (no validation hold-out, as the homework and the papers
+train), and ``train_networks`` trains such runs with ``train_run`` -- the code
+``layerwise train`` and ``layerwise sweep`` use -- each into its own run folder
+(config.json, model.npz, metrics.json, plots), one after another in this process or
+on a local Dask cluster (``workers``), with identical results either way (given the
+same number of BLAS threads).  A folder that already holds the finished run of the
+same config is reused, an interrupted one is resumed; any other is replaced.  The
+test set is evaluated once, after the last epoch: nothing is selected on it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ..errors import RunFolderError
+from ..runs import CancelToken, RunConfig, RunFolder, train_run
 
-Data = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Log = Callable[..., None]
 
 #: What ``run_single`` writes into its folder.
-SINGLE_OUTPUTS = ("results.json", "learning_curves.png", "confusion_matrix.png", "filters.png", "model.npz")
+SINGLE_OUTPUTS = ("results.json", "model.npz", "metrics.json", "learning_curves.png", "confusion_matrix.png",
+                  "filters.png")  # fmt: skip
 
 
-def load_data(dataset: str, images: bool, data_dir: str | Path | None = None, limit: int | None = None) -> Data:
-    """(x_train, y_train, x_test, y_test) as uint8: images (n, 1, H, W) or rows (n, H·W); ``limit`` cuts train only."""
-    from ..data import load
-
-    (x, y), (xt, yt) = load(dataset, data_dir)
-    if images:
-        x, xt = x.reshape(len(x), 1, *x.shape[1:]), xt.reshape(len(xt), 1, *xt.shape[1:])
-    else:
-        x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return x, y, xt, yt
+class ExperimentInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the experiment; its unfinished runs hold checkpoints, and the same command resumes."""
 
 
-def schedule_for(spec: dict[str, Any], epochs: int) -> Callable[[int], float] | None:
-    """The per-epoch learning rate of ``spec["schedule"]``: None/"constant", "cosine" (half a cosine
-    from lr to lr/100 over the epochs) or "step" (× ``gamma`` every ``step`` epochs)."""
-    from ..schedules import CosineDecay, StepDecay
-
-    kind = spec.get("schedule") or "constant"
-    if kind == "cosine":
-        return CosineDecay(spec["lr"], epochs, spec["lr"] / 100)
-    if kind == "step":
-        return StepDecay(spec["lr"], spec.get("step", max(1, epochs // 3)), spec.get("gamma", 0.1))
-    return None
-
-
-def train_network(
-    spec: dict[str, Any], data: Data, epochs: int | None = None, verbose: int = 1
-) -> tuple[Any, dict[str, Any]]:
-    """Train the network of ``spec`` on ``data``; returns the model and a JSON-able result (accuracies in %)."""
-    from ..arch import build_network
-    from ..callbacks import LearningRateScheduler
-    from ..model import Model
-    from ..optim import get_optimizer
-
-    x, y, xt, yt = data
-    epochs = epochs or spec["epochs"]
-    net = build_network(spec["arch"], x.shape[1:], seed=spec["seed"])
-    optimizer = get_optimizer(spec["optimizer"], lr=spec["lr"], **spec.get("optimizer_options", {}))
-    model = Model(net, loss="crossEntropyLogit", optimizer=optimizer, seed=spec["seed"])
-    schedule = schedule_for(spec, epochs)
-    callbacks = [LearningRateScheduler(schedule)] if schedule is not None else []
-    start = time.perf_counter()
-    history = model.fit(
-        x,
-        y,
-        epochs=epochs,
+def run_config(spec: dict[str, Any], epochs: int | None = None, limit: int | None = None) -> RunConfig:
+    """The ``layerwise train`` configuration of ``spec``: all training images (after ``limit``), no hold-out."""
+    return RunConfig(
+        dataset=spec.get("dataset", "mnist"),
+        arch=spec["arch"],
+        optimizer=spec["optimizer"],
+        lr=spec["lr"],
+        epochs=epochs or spec["epochs"],
         batch_size=spec["batch_size"],
-        validation_data=(xt, yt),
-        callbacks=callbacks,
-        verbose=verbose,
+        seed=spec["seed"],
+        limit=limit,
+        schedule=spec.get("schedule", "constant"),
+        init=spec.get("init", "auto"),
+        validation=0,
     )
-    seconds = time.perf_counter() - start
-    train_loss, train_acc = model.evaluate(x, y)
-    test_loss, test_acc = model.evaluate(xt, yt)
-    result = {
+
+
+def train_networks(
+    specs: Sequence[dict[str, Any]],
+    folders: Sequence[Path],
+    *,
+    epochs: int | None = None,
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+    workers: int | None = None,
+    verbose: int = 1,
+    cancel: CancelToken | None = None,
+    log: Log = print,
+) -> list[dict[str, Any]]:
+    """Train each spec's run into its folder; return each run's metrics.json (as a dict), in order.
+
+    workers: None trains in this process, one run after another, printing its progress;
+    N > 0 runs them as tasks on a local Dask cluster of N single-threaded worker processes
+    (``layerwise.sweep``'s machinery).  Raises ExperimentInterrupted when ``cancel`` (or
+    Ctrl-C) stopped a run.
+    """
+    configs = [run_config(spec, epochs, limit) for spec in specs]
+    todo = []
+    for spec, config, folder in zip(specs, configs, map(RunFolder, folders), strict=True):
+        state = _reusable_state(folder, config)
+        if state == "finished":
+            log(f"{spec['title']}: {folder.path} already holds this finished run; reusing it", flush=True)
+        else:
+            if state is None:
+                folder.clear()
+            elif state == "unfinished":
+                log(f"{spec['title']}: resuming the interrupted run in {folder.path}", flush=True)
+            todo.append((spec, config, folder))
+    if workers is None:
+        for spec, config, folder in todo:
+            log(f"{spec['title']}: {training_line(config)}, into {folder.path}", flush=True)
+            result = train_run(config, folder.path, resume=folder.state == "unfinished", data_dir=data_dir,
+                               verbose=verbose, cancel=cancel, log=log)  # fmt: skip
+            if result.status != "finished":
+                raise ExperimentInterrupted(f"{folder.path}: interrupted")
+    elif todo:
+        _on_dask([(config, folder) for _, config, folder in todo], workers, data_dir, log)
+    return [json.loads(RunFolder(f).metrics.read_text(encoding="utf-8")) for f in folders]
+
+
+def _reusable_state(folder: RunFolder, config: RunConfig) -> str | None:
+    """``finished`` or ``unfinished`` when ``folder`` holds a run of exactly ``config``; None otherwise."""
+    state = folder.state
+    if state not in ("finished", "unfinished") or not folder.config.is_file():
+        return None
+    try:
+        saved = RunConfig.from_json(folder.config.read_text(encoding="utf-8", errors="replace"), str(folder.config))
+    except Exception:  # noqa: BLE001 - an unreadable config: not this run, start afresh
+        return None
+    return state if saved == config else None
+
+
+def _on_dask(runs: list[tuple[RunConfig, RunFolder]], workers: int, data_dir: Any, log: Log) -> None:
+    """The runs as sweep trials on a local Dask cluster; a failed run raises RunFolderError with its message."""
+    import uuid
+
+    from ..sweep.execute import Dask, TrialTask
+
+    cancel_file = runs[0][1].path.parent / f".cancel-{uuid.uuid4().hex[:12]}"
+    tasks = [
+        TrialTask(
+            trial_id=folder.path.name,
+            config=config.to_dict(),
+            trial_dir=str(folder.path.resolve()),
+            data_dir=None if data_dir is None else str(Path(data_dir).resolve()),
+            cancel_file=str(cancel_file.resolve()),
+        )
+        for config, folder in runs
+    ]
+    executor = Dask(workers=workers)
+    log(f"training {len(tasks)} networks on {executor.name}", flush=True)
+    try:
+        with executor:
+            try:
+                for row in executor.rows(tasks):
+                    if row["status"] == "failed":
+                        raise RunFolderError(f"{row['trial']}: {row.get('error')}")
+                    log(f"   {row['trial']}: {row['status']} ({row.get('seconds') or 0:.1f} s)", flush=True)
+            except KeyboardInterrupt:
+                for _ in executor.stop(cancel_file, grace_s=30.0):
+                    pass
+                raise ExperimentInterrupted("interrupted") from None
+    finally:
+        cancel_file.unlink(missing_ok=True)
+
+
+def result_of(spec: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's summary of one run: its spec, accuracies in %, seconds and the per-epoch history."""
+    config = metrics["config"]
+    history: dict[str, list[float]] = {}
+    for row in metrics["history"]:
+        for key, value in row.items():
+            if key != "epoch":
+                history.setdefault(key, []).append(value)
+    return {
         **spec,
-        "epochs": epochs,
-        "n_train": len(x),
-        "train_accuracy": 100 * train_acc,
-        "test_accuracy": 100 * test_acc,
-        "test_error": 100 * (1 - test_acc),
-        "train_loss": train_loss,
-        "test_loss": test_loss,
-        "seconds": seconds,
-        "parameters": net.n_params,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "epochs": metrics["epochs"],
+        "n_train": config["n_train"],
+        "train_accuracy": 100 * metrics["train_accuracy"],
+        "test_accuracy": 100 * metrics["test_accuracy"],
+        "test_error": 100 * (1 - metrics["test_accuracy"]),
+        "train_loss": metrics["train_loss"],
+        "test_loss": metrics["test_loss"],
+        "seconds": metrics["seconds"],
+        "parameters": config["parameters"],
+        "resumed": metrics["resumed"],
+        "history": history,
     }
-    return model, result
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -109,12 +176,12 @@ def write_json(path: Path, data: Any) -> None:
         f.write((json.dumps(data, indent=2) + "\n").encode())
 
 
-def training_line(spec: dict[str, Any], epochs: int | None = None) -> str:
+def training_line(config: RunConfig | dict[str, Any]) -> str:
     """``adam lr 0.001 (cosine decay), 10 epochs, batch 64``."""
-    schedule = spec.get("schedule")
+    c = config.to_dict() if isinstance(config, RunConfig) else config
+    schedule = c.get("schedule")
     decay = f" ({schedule} decay)" if schedule and schedule != "constant" else ""
-    epochs = epochs or spec["epochs"]
-    return f"{spec['optimizer']} lr {spec['lr']:g}{decay}, {epochs} epochs, batch {spec['batch_size']}"
+    return f"{c['optimizer']} lr {c['lr']:g}{decay}, {c['epochs']} epochs, batch {c['batch_size']}"
 
 
 # ----------------------------------------------------------------------------- one network
@@ -133,22 +200,15 @@ def run_single(
     limit: int | None = None,
     data_dir: str | Path | None = None,
     verbose: int = 1,
-    log: Callable[..., None] = print,
+    log: Log = print,
+    cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """Train ``spec``'s network; write results.json, the plots and model.npz to ``out_dir``; return the summary."""
-    from .. import plots
-    from ..arch import parse_layers, takes_images
-    from ..metrics import class_names, confusion
-
+    """Train ``spec``'s network as a run in ``out_dir`` (model.npz, metrics.json, plots) plus results.json."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    data = load_data(spec["dataset"], takes_images(parse_layers(spec["arch"])), data_dir, limit)
-    log(f"{spec['title']} on {spec['dataset']}: {spec['arch']}", flush=True)
-    log(f"   {training_line(spec, epochs)}, seed {spec['seed']}, {len(data[0]):,} training images", flush=True)
-    model, result = train_network(spec, data, epochs, verbose)
-    model.train_config.update(dataset=spec["dataset"], arch=spec["arch"], seed=spec["seed"], experiment=spec["name"])
-    model.save(out / "model.npz")
+    (metrics,) = train_networks([spec], [out], epochs=epochs, limit=limit, data_dir=data_dir, verbose=verbose,
+                                cancel=cancel, log=log)  # fmt: skip
+    result = result_of(spec, metrics)
     result["target_met"] = target_met(spec, result)
     summary = {
         "experiment": spec["name"],
@@ -158,17 +218,6 @@ def run_single(
         **result,
     }
     write_json(out / "results.json", summary)
-
-    x_test, y_test = data[2], data[3]
-    names = class_names(spec["dataset"], 10)
-    matrix = confusion(y_test, model.predict(x_test), 10)
-    title = f"{spec['title']} on {spec['dataset']}"
-    plots.learning_curves(result["history"], out / "learning_curves.png", title=f"{title}: learning curves")
-    plots.confusion_matrix(
-        matrix, out / "confusion_matrix.png", names, title=f"{title}: test accuracy {result['test_accuracy']:.2f}%"
-    )
-    first = next(layer for layer in model.net.layers if layer.params)
-    plots.conv_filters(first.params["W"], out / "filters.png", title=f"{spec['title']}: first-layer filters")
     return summary
 
 
@@ -197,7 +246,7 @@ def format_single(summary: dict[str, Any]) -> str:
     met = "met" if summary["target_met"] else "NOT met"
     lines.append(
         f"target: {metric.replace('_', ' ')} {sign} {target[metric]:.2f}% in {summary['epochs']} epochs: {met}; "
-        f"{training_line(summary, summary['epochs'])}; {summary['seconds']:.0f} s of training"
+        f"{training_line(summary)}; {summary['seconds']:.0f} s of training"
     )
     if summary.get("epochs_override") or summary.get("limit"):
         lines.append(

@@ -30,6 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..runs import CancelToken
 from .common import SINGLE_OUTPUTS, format_single, run_single
 
 SPEC: dict[str, Any] = {
@@ -59,9 +60,10 @@ def run(
     data_dir: str | Path | None = None,
     verbose: int = 1,
     log: Any = print,
+    cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """Train the CNN on Fashion-MNIST; write results.json, the plots and model.npz to ``out_dir``."""
-    return run_single(SPEC, out_dir, epochs, limit, data_dir, verbose, log)
+    return run_single(SPEC, out_dir, epochs, limit, data_dir, verbose, log, cancel)
 
 
 format_table = format_single

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..runs import CancelToken
 from .common import SINGLE_OUTPUTS, format_single, run_single
 
 SPEC: dict[str, Any] = {
@@ -53,9 +54,10 @@ def run(
     data_dir: str | Path | None = None,
     verbose: int = 1,
     log: Any = print,
+    cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """Train LeNet-5 on MNIST; write results.json, learning_curves.png, confusion_matrix.png, filters.png, model.npz."""
-    return run_single(SPEC, out_dir, epochs, limit, data_dir, verbose, log)
+    return run_single(SPEC, out_dir, epochs, limit, data_dir, verbose, log, cancel)
 
 
 format_table = format_single

@@ -21,7 +21,8 @@ from ..errors import ConfigError
 DATASETS = ("mnist", "fashion-mnist", "digits")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
-LOSSES = ("crossEntropyLogit",)
+LOSSES = ("crossEntropyLogit", "mse")
+INITS = ("auto", "he", "glorot")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class RunConfig:
     is fewer.  The test set is evaluated once, after training.
     schedule: ``constant``; ``cosine`` (half a cosine from lr to lr/100 over the
     epochs); ``step`` (lr × 0.1 every third of the epochs).
+    loss: ``crossEntropyLogit`` (softmax cross-entropy on the logits) or ``mse`` (the
+    squared error between the outputs and the one-hot labels, as in early courses).
+    init: ``auto`` (He before a ReLU, Glorot otherwise), ``he`` or ``glorot`` (Keras' default).
     """
 
     dataset: str = "mnist"
@@ -49,12 +53,14 @@ class RunConfig:
     schedule: str = "constant"
     loss: str = "crossEntropyLogit"
     validation: int | None = None
+    init: str = "auto"
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("loss", self.loss, LOSSES)
+        _check_choice("init", self.init, INITS)
         if not isinstance(self.arch, str) or not self.arch.strip() or len(self.arch) > 10_000:
             raise ConfigError(f"arch: expected an architecture string, got {_short(self.arch)}")
         _check_number("lr", self.lr, minimum=0.0, inclusive=False)

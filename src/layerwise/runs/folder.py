@@ -47,6 +47,14 @@ class RunFolder:
             return "partial"
         return "empty"
 
+    def clear(self) -> None:
+        """Remove the run's own files (config, checkpoint, model, metrics), so that a new run starts here.
+
+        Only under the folder's lock: a run writing the folder makes this a RunFolderError."""
+        with self.lock():
+            for path in (self.checkpoint, self.metrics, self.model, self.config):
+                path.unlink(missing_ok=True)
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder's lock; a second run into it gets a RunFolderError naming the holder."""

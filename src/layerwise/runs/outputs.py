@@ -31,7 +31,7 @@ def write_outputs(
         if xs is not None:
             metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = model.evaluate(xs, ys)
     names = class_names(config.dataset, data.n_classes)
-    matrix = confusion(data.y_test, model.predict(data.x_test), data.n_classes)
+    matrix = confusion(data.y_test, model.predict_logits(data.x_test).argmax(axis=1), data.n_classes)
     model.train_config.update(dataset=config.dataset, arch=config.arch, seed=config.seed, lr=config.lr,
                               optimizer=config.optimizer, limit=config.limit)  # fmt: skip
     # The final model keeps its training state, so that 'train --resume DIR --epochs N' can extend it.

@@ -294,7 +294,8 @@ def load_run_data(config: RunConfig, data_dir: str | Path | None) -> RunData:
             )
         x, xv = x[:-held_out], x[-held_out:]
         y, yv = y[:-held_out], y[-held_out:]
-    return RunData(x, y, xv, yv, xt, yt, int(max(y.max(), yt.max())) + 1)
+    n_classes = int(max(y.max(), yt.max())) + 1
+    return RunData(x, y, xv, yv, xt, yt, n_classes)
 
 
 def build_model(config: RunConfig, input_shape: tuple[int, ...], n_classes: int = 10) -> Any:
@@ -309,7 +310,7 @@ def build_model(config: RunConfig, input_shape: tuple[int, ...], n_classes: int 
     if config.momentum:
         kwargs["momentum"] = config.momentum
     optimizer = get_optimizer(config.optimizer, **kwargs)
-    net = build_network(config.arch, input_shape, seed=config.seed, input_scale=1 / 255)
+    net = build_network(config.arch, input_shape, seed=config.seed, input_scale=1 / 255, init=config.init)
     if net.output_shape != (n_classes,):
         shown = "x".join(map(str, net.output_shape))
         raise ConfigError(
