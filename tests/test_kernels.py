@@ -56,3 +56,44 @@ def test_numba_is_installed_in_ci():
 
     if os.environ.get("CI"):
         assert kernels.numba is not None
+
+
+@pytest.mark.skipif(not kernels.numba_enabled(), reason="Numba not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_moments_decayed_into_subnormals_do_not_change_the_weights(kind, dtype):
+    """Dead weights (gradient 0 for many steps, then tiny) drive the moments to subnormal numbers.  The kernels
+    read those as 0 (a multiplication of a subnormal is ~40x slower); that must leave every weight to the last
+    bit as the same kernel computes it keeping the subnormals (limits 0: nothing flushed)."""
+    tiny, s = np.finfo(dtype).tiny, dtype
+    limits = optim._subnormal_limits(np.dtype(dtype), 0.9, 0.999)
+    results = []
+    for flush in (False, True):
+        rng = np.random.default_rng(1)
+        p = rng.standard_normal(3000).astype(dtype)
+        p[:5] = 0.0  # weights at exactly 0, where the smallest change would show
+        m, v, backup = np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
+        for step in range(1, 60):
+            g = rng.standard_normal(3000).astype(dtype)
+            if step > 2:  # then most gradients are 0, or far below any normal square
+                g[:2500] = 0.0
+                g[2500:2800] *= s(tiny**0.6)
+            if kind == "adam":
+                size, bias2 = s(1e-3 / (1 - 0.9**step)), s(np.sqrt(1 - 0.999**step))
+                lim = limits if flush else (s(0), s(0), s(0), s(0))
+                kernels.adam_kernel(p, g, m, v, backup, s(0.1), s(0.999), s(0.001), size, bias2, s(1e-8), s(0),
+                                    s(1), *lim)  # fmt: skip
+            else:
+                lim = s(tiny / 0.9) if flush else s(0)
+                kernels.sgd_kernel(p, g, m, backup, s(0.1), s(0.9), False, s(0), step == 1, lim, s(0))
+            if step == 2:  # moments already as small as thousands of steps of decay make them
+                m[:2000] *= s(tiny * 1e3)
+                v[:2000] *= s(tiny * 1e3)
+        results.append((p, m, v))
+    (p_ref, m_ref, v_ref), (p_fast, m_fast, v_fast) = results
+    assert np.any((m_ref != 0) & (np.abs(m_ref) < tiny))  # the unflushed run does hold subnormals
+    assert np.array_equal(p_fast, p_ref)
+    for ref, fast in ((m_ref, m_fast), (v_ref, v_fast)):
+        normal = np.abs(ref) >= 1e6 * tiny
+        assert np.array_equal(fast[normal], ref[normal])  # only what was within a hair of subnormal differs
+        assert np.all(np.abs(fast[~normal] - ref[~normal]) < 1e7 * tiny)

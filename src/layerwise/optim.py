@@ -10,6 +10,7 @@ which turns the update into a few whole-buffer NumPy operations.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -163,6 +164,8 @@ class SGD(Optimizer):
             self.nesterov,
             scalar(self.weight_decay),
             self.iterations == 1,
+            scalar(np.finfo(p.dtype).tiny / max(self.momentum, 1e-3)),  # below it, momentum·b is subnormal
+            scalar(0),
         )
         return True
 
@@ -240,6 +243,7 @@ class Adam(Optimizer):
             scalar(self.eps),
             scalar(l2),
             scalar(decay),
+            *_subnormal_limits(p.dtype, float(beta1), float(beta2)),
         )
         return True
 
@@ -249,6 +253,15 @@ class Adam(Optimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.betas = tuple(self.betas)
+
+
+@functools.lru_cache(maxsize=32)
+def _subnormal_limits(dtype: np.dtype, beta1: float, beta2: float) -> tuple[Any, ...]:
+    """Adam kernel's tiny_m, tiny_v, tiny_g, zero: below them the moments' products would be subnormal."""
+    tiny, scalar = float(np.finfo(dtype).tiny), np.dtype(dtype).type
+    factor_m = max(min(beta1, 1 - beta1), 1e-3)
+    return (scalar(tiny / factor_m), scalar(tiny / max(beta2, 1e-3)), scalar(math.sqrt(tiny / max(1 - beta2, 1e-12))),
+            scalar(0))  # fmt: skip
 
 
 class AdamW(Adam):
