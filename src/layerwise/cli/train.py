@@ -10,12 +10,15 @@ aborts at once (files are written atomically, so none is left half-written).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from ..arch.notation import NOTATION_HELP
 from ..errors import ArchitectureParseError
+from ..runs.config import RunConfig
 from .common import (
     DATASETS,
     StopSignals,
@@ -29,46 +32,12 @@ from .common import (
     show_progress,
 )
 
-ARCH_HELP = """\
-architecture notation (--arch, one string; names in any case; spaces allowed):
-  MLP: the homework's "[(140,ReLU),(10,Linear)]" or the short "140:relu,10" (a layer without
-  activation is linear); activations: linear, relu, sigmoid, tanh, softmax.
-  CNN: comma-separated items inside [...]:
-    (units,Activation)            Dense + activation, as in the homework (also units:act, dense(units,act))
-    conv(F,K[,stride=S][,pad=P])  Conv2D: F filters of KxK; P an integer, same or valid (default 0);
-                                  K, S, P may be pairs such as 3x5 (height x width)
-    maxpool(K[,stride=S])         max pooling (stride defaults to K); avgpool(K[,stride=S]) likewise
-    flatten                       images -> rows (put in automatically before the first Dense layer
-                                  that follows image layers; summary shows it as a Flatten layer)
-    dropout(R)                    inverted dropout of rate R in [0, 1) while training
-    batchnorm                     batch normalisation (over channels for images)
-    relu, tanh, sigmoid, ...      an activation on its own
-  e.g. LeNet-5: "[conv(6,5,pad=2),relu,maxpool(2),conv(16,5),relu,maxpool(2),(120,ReLU),(84,ReLU),(10,Linear)]"
-  A network with conv/pool/flatten items gets the images as (n, 1, 28, 28), an MLP flat rows of 784.
-  The last layer must have one unit per class (10) and should be Linear (logits);
-  every network starts with Rescale(1/255), so it takes raw 0..255 pixels."""
-
-#: RunConfig fields set by options of the same name (None: not given, so --resume can tell).
-OPTIONS = (
-    "dataset",
-    "arch",
-    "optimizer",
-    "lr",
-    "epochs",
-    "batch_size",
-    "seed",
-    "limit",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "validation",
-    "loss",
-    "init",
-)
+#: RunConfig fields, each set by the option of the same name (None: not given, so --resume can tell).
+OPTIONS = tuple(field.name for field in dataclasses.fields(RunConfig))
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> None:
-    from ..runs.config import INITS, LOSSES, OPTIMIZERS, SCHEDULES, RunConfig
+    from ..runs.config import INITS, LOSSES, OPTIMIZERS, SCHEDULES
 
     d = RunConfig()
     p = sub.add_parser(
@@ -93,7 +62,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
             "(with the same number of BLAS threads); 'layerwise train --resume DIR --epochs N' trains\n"
             "a finished run further."
         ),
-        epilog=ARCH_HELP,
+        epilog=NOTATION_HELP,
     )
     p.add_argument("--dataset", choices=DATASETS, help=f"data set (default {d.dataset})")
     p.add_argument("--arch", metavar="ARCH", help=f'architecture (default "{d.arch}")')
@@ -154,12 +123,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
         metavar="N",
         help="advanced: use the first N training images only (quick runs and tests); the test set stays whole",
     )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help="BLAS threads (on a busy or 2-core machine 1 is often fastest)",
-    )
+    p.add_argument("--threads", type=positive_int, metavar="N", help="BLAS threads (1 is often fastest on 2 cores)")
     p.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run)
@@ -171,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, signals: StopSignals) -> int:
-    from ..runs import RunConfig, train_run
+    from ..runs import train_run
     from ..runs.folder import RunFolder
 
     started = time.perf_counter()
@@ -208,7 +172,7 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
         )
         err(f"layerwise: continue with: layerwise train --resume {result.out_dir}")
         return 128 + (signals.signum or signal.SIGINT)
-    _report(result, time.perf_counter() - started)
+    print("\n" + result.report(time.perf_counter() - started))
     if signals.signum:
         err(f"layerwise: {name} arrived after training had finished; {result.out_dir} is complete")
         return 128 + signals.signum
@@ -218,7 +182,6 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
 def _config(values: dict[str, Any], arch: str | None) -> Any:
     """A checked RunConfig; an architecture that does not parse names its position."""
     from ..arch import format_layers, parse_layers
-    from ..runs import RunConfig
 
     try:
         values["arch"] = format_layers(parse_layers(values["arch"]))  # canonical: the homework's notation for MLPs
@@ -232,21 +195,6 @@ def _config(values: dict[str, Any], arch: str | None) -> Any:
             "end with (10,Linear)"
         )
     return config
-
-
-def _report(result: Any, seconds: float) -> None:
-    m = result.metrics
-    print(f"\nFinished {result.epochs_run} epochs: {result.seconds:.1f} s of training, {seconds:.1f} s in all")
-    print(f"{'':12}{'loss':>9}{'accuracy':>11}")
-    for split, label in (("train", "train"), ("val", "validation"), ("test", "test")):
-        if f"{split}_loss" in m:
-            print(f"{label:12}{m[f'{split}_loss']:9.4f}{100 * m[f'{split}_accuracy']:10.2f}%")
-    out = Path(result.out_dir)
-    written = ["model.npz", "metrics.json", "config.json"]
-    written += [
-        p for p in ("learning_curves.png", "confusion_matrix.png", "weights.png", "filters.png") if (out / p).exists()
-    ]
-    print(f"Wrote {', '.join(written)} to {out}")
 
 
 def _user(message: str) -> Exception:

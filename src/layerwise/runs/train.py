@@ -60,6 +60,21 @@ class RunResult:
     seconds: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
 
+    def report(self, total_seconds: float | None = None) -> str:
+        """What ``layerwise train`` prints at the end: the epochs, the time, and loss/accuracy per split."""
+        m = self.metrics
+        total = f", {total_seconds:.1f} s in all" if total_seconds is not None else ""
+        lines = [f"Finished {self.epochs_run} epochs: {self.seconds:.1f} s of training{total}",
+                 f"{'':12}{'loss':>9}{'accuracy':>11}"]  # fmt: skip
+        for split, label in (("train", "train"), ("val", "validation"), ("test", "test")):
+            if f"{split}_loss" in m:
+                lines.append(f"{label:12}{m[f'{split}_loss']:9.4f}{100 * m[f'{split}_accuracy']:10.2f}%")
+        out = Path(self.out_dir)
+        plots = ("learning_curves.png", "confusion_matrix.png", "weights.png", "filters.png")
+        written = ["model.npz", "metrics.json", "config.json", *(p for p in plots if (out / p).exists())]
+        lines.append(f"Wrote {', '.join(written)} to {out}")
+        return "\n".join(lines)
+
     def as_row(self) -> dict[str, Any]:
         keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
         return {"status": self.status, "epochs": self.epochs_run, "seconds": round(self.seconds, 3)} | {
