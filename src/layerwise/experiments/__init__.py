@@ -5,9 +5,10 @@
 - ``convnet``: the Keras "Simple MNIST convnet" example (``convnet.py``).
 - ``fashion-cnn``: a small CNN on Fashion-MNIST (``fashion_cnn.py``).
 
-Each module has ``run(out_dir, epochs, limit, data_dir, verbose, log) -> summary``,
-``format_table(summary) -> str`` and ``OUTPUTS`` (the files ``run`` writes);
-``common.py`` holds what they share.
+Each module has ``run(out_dir, epochs=, limit=, data_dir=, verbose=, log=, cancel=) -> summary``
+(hw2 also ``workers=``), ``format_table(summary) -> str`` and ``OUTPUTS`` (what ``run`` writes);
+``common.py`` holds what they share: every network is trained by ``layerwise.runs.train_run``,
+the function behind ``layerwise train`` and ``layerwise sweep``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..runs import CancelToken
 from .common import SINGLE_OUTPUTS, format_single, run_single
 
 SPEC: dict[str, Any] = {
@@ -47,17 +46,12 @@ SPEC: dict[str, Any] = {
 OUTPUTS = SINGLE_OUTPUTS
 
 
-def run(
-    out_dir: str | Path = "runs/lenet5",
-    epochs: int | None = None,
-    limit: int | None = None,
-    data_dir: str | Path | None = None,
-    verbose: int = 1,
-    log: Any = print,
-    cancel: CancelToken | None = None,
-) -> dict[str, Any]:
-    """Train LeNet-5 on MNIST; write results.json, learning_curves.png, confusion_matrix.png, filters.png, model.npz."""
-    return run_single(SPEC, out_dir, epochs, limit, data_dir, verbose, log, cancel)
+def run(out_dir: str | Path = "runs/lenet5", **options: Any) -> dict[str, Any]:
+    """Train LeNet-5 on MNIST; write results.json, learning_curves.png, confusion_matrix.png, filters.png, model.npz.
+
+    options: ``epochs``, ``limit``, ``data_dir``, ``verbose``, ``log``, ``cancel`` (see ``common.run_single``).
+    """
+    return run_single(SPEC, out_dir, **options)
 
 
 format_table = format_single

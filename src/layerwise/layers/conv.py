@@ -20,8 +20,11 @@ the next convolution cuts its patches from it as contiguous runs of kw·C number
 No pass transposes an image.
 
 Two implementations of patches/sum_patches: the NumPy functions below (the
-reference, easy to read) and compiled kernels (``_fast.py``, Numba) that make one
-pass over memory instead of several; ``use_kernels`` picks one.
+reference, easy to read) and compiled kernels (``_fast/``, Numba) that make one
+pass over memory instead of several; ``use_kernels`` picks one.  With the compiled
+kernels, a layer with small patches (kh·kw·C ≤ 32, a first layer on grey images) does
+the same sums straight from the image: forming patches of 9 or 25 numbers would cost
+more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -194,8 +197,15 @@ class Conv2D(Layer):
             )
         B, F, (OH, OW) = len(x), self.filters, self._out_hw
         W_rows = self._filter_rows()  # (F, kh·kw·C)
-        self.cols = self._patches(x)  # (B·OH·OW, kh·kw·C), kept for dW
         self._x_shape = x.shape
+        if self._direct(x):  # the same sum, without forming the patches (small first layers)
+            self.cols, self._x = None, x
+            W_cols = self._scratch.get("W_cols", W_rows.shape[::-1], W_rows.dtype)
+            W_cols[...] = W_rows.T
+            y = np.empty((B * OH * OW, F), np.result_type(x.dtype, self.dtype))
+            _fast.conv_direct(x, W_cols, self.params["b"], self.kernel_size, self.stride, self._pads, self._out_hw, y)
+            return y.reshape(B, OH, OW, F).transpose(0, 3, 1, 2)
+        self.cols, self._x = self._patches(x), None  # (B·OH·OW, kh·kw·C), kept for dW
         y = self.cols @ W_rows.T  # Dense.forward on the patches: (B·OH·OW, F)
         if self.use_kernels:
             _fast.add_bias(y, self.params["b"])  # y += b, compiled
@@ -212,13 +222,21 @@ class Conv2D(Layer):
                 f"Conv2D: dy must have the output's shape {(self._x_shape[0], F, *self._out_hw)}, got {np.shape(dy)}"
             )
         dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, F)  # a view when dy has our forward's layout
-        dW_rows = np.matmul(dy_rows.T, self.cols, out=self._scratch.get("dW", self._W_rows.shape, self.dtype))
+        if self.cols is None:  # forward went direct: dW = patchesᵀ·dy and db = Σ dy from the image itself
+            dy_rows = np.ascontiguousarray(dy_rows)
+            dW_cols = self._scratch.get("dW_cols", self._W_rows.shape[::-1], self.dtype)
+            _fast.conv_direct_grads(self._x, dy_rows, self.kernel_size, self.stride, self._pads, self._out_hw,
+                                    dW_cols, self.grads["b"])  # fmt: skip
+            dW_rows = dW_cols.T
+        else:
+            dW_rows = np.matmul(dy_rows.T, self.cols, out=self._scratch.get("dW", self._W_rows.shape, self.dtype))
+            # db = 1ᵀ·dy: as a matrix product several times faster than np.sum over the rows.
+            np.matmul(self._scratch.ones(len(dy_rows), dy_rows.dtype), dy_rows, out=self.grads["b"])
         self.grads["W"][...] = dW_rows.reshape(F, kh, kw, C).transpose(0, 3, 1, 2)  # back to (F, C, kh, kw)
-        # db = 1ᵀ·dy: as a matrix product several times faster than np.sum over the rows.
-        np.matmul(self._scratch.ones(len(dy_rows), dy_rows.dtype), dy_rows, out=self.grads["b"])
         if not need_dx:
             return None
-        dcols = np.matmul(dy_rows, self._W_rows, out=self._scratch.get("dcols", self.cols.shape, dy_rows.dtype))
+        shape = (len(dy_rows), self._W_rows.shape[1])  # (B·OH·OW, kh·kw·C), as cols
+        dcols = np.matmul(dy_rows, self._W_rows, out=self._scratch.get("dcols", shape, dy_rows.dtype))
         return self._sum_patches(dcols)  # Dense's dx per patch (with forward's filters), added back
 
     # -- patches: NumPy reference or compiled kernels -------------------------------------
@@ -229,6 +247,11 @@ class Conv2D(Layer):
         self._W_rows = self._scratch.get("W_rows", (F, kh * kw * C), W.dtype)
         self._W_rows.reshape(F, kh, kw, C)[...] = W.transpose(0, 2, 3, 1)
         return self._W_rows
+
+    def _direct(self, x: np.ndarray) -> bool:
+        """Compute without im2col?  For small patches (kh·kw·C ≤ _fast.DIRECT_MAX_PATCH) with the compiled kernels."""
+        (kh, kw), C = self.kernel_size, x.shape[1]
+        return self.use_kernels and kh * kw * C <= _fast.DIRECT_MAX_PATCH and x.dtype == self.dtype
 
     def _patches(self, x: np.ndarray) -> np.ndarray:
         args = (self.kernel_size, self.stride, self._pads, self._out_hw)

@@ -4,7 +4,7 @@ x: (batch, C, H, W) -> y: (batch, C, OH, OW) with OH = (H − ph) // stride + 1 
 that do not fill a window are dropped, as PyTorch's default ``ceil_mode=False``).
 The NumPy code loops over the ph·pw offsets inside a window, never over pixels;
 it is the reference.  Where Numba is installed MaxPool2D uses compiled kernels
-(``_fast.py``, chosen by ``use_kernels``) that find each window's maximum and its
+(``_fast/``, chosen by ``use_kernels``) that find each window's maximum and its
 position in one pass and send the gradient back in one more, in channels-last
 memory (the layout a Conv2D hands on) for the output and for dx.
 """

@@ -4,9 +4,12 @@ A convolution's matrix products run at BLAS speed whatever we do; an epoch's
 time goes into the passes over memory around them.  NumPy makes several of
 those per operation (padding copy, strided window view copied by ``reshape``,
 one strided ``+=`` per kernel offset in col2im, a mask per window offset in
-pooling); each kernel here makes one, sample by sample, while the sample is
-still in the core's cache.  The NumPy code in ``conv.py`` and ``pooling.py`` is
-the reference: ``tests/test_conv_kernels.py`` checks that both give the same numbers.
+pooling); each compiled kernel (``conv_kernels.py``, ``pool_kernels.py``) makes one,
+sample by sample, while the sample is still in the core's cache, and a convolution
+with small patches (a first layer's 5x5 of one channel) skips the patches altogether.
+This module holds the wrappers the layers call.  The NumPy code in ``conv.py`` and
+``pooling.py`` is the reference: ``tests/test_conv_kernels.py`` checks that both give
+the same numbers.
 
 Threads: a big pass is cut into batch slices that run at once on ``threads()``
 threads (the kernels release the GIL).  Not Numba's ``parallel=True``: its
@@ -36,13 +39,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..kernels import numba, numba_enabled
+from ...kernels import numba, numba_enabled
 
 __all__ = [
     "Scratch",
     "add_bias",
     "channels_last",
     "col2im",
+    "conv_direct",
+    "conv_direct_grads",
     "enabled",
     "im2col",
     "is_channels_last",
@@ -95,165 +100,27 @@ def channels_last(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
-# -- the kernels (plain Python loops, compiled below) -------------------------------------
-# Images arrive as (B, H, W·C) rows: x[b, r, w·C + c] is channel c of pixel (r, w).
-
-
-def _im2col_runs(x, C, kh, kw, sh, sw, pt, pl, OH, OW, cols):  # pragma: no cover (compiled)
-    B, H, WC = x.shape
-    W = WC // C
-    run = kw * C
-    for b in range(B):
-        for i in range(OH):
-            for j in range(OW):
-                row = (b * OH + i) * OW + j
-                left = j * sw - pl  # the window's first column
-                for u in range(kh):
-                    r = i * sh + u - pt
-                    dst = u * run
-                    if r < 0 or r >= H:  # a row of zero padding
-                        for t in range(run):
-                            cols[row, dst + t] = 0
-                    elif left >= 0 and left + kw <= W:  # the common case: one contiguous run
-                        src = left * C
-                        for t in range(run):
-                            cols[row, dst + t] = x[b, r, src + t]
-                    else:  # the window overlaps the left or right padding
-                        for v in range(kw):
-                            col = left + v
-                            inside = 0 <= col < W
-                            for c in range(C):
-                                cols[row, dst + v * C + c] = x[b, r, col * C + c] if inside else 0
-
-
-def _im2col_columns(x, C, kh, kw, sh, sw, pt, pl, OH, OW, cols):  # pragma: no cover (compiled)
-    # For short runs (a single-channel first layer: kw·C = 3 or 5 numbers) copying run by
-    # run costs more in loop overhead than in memory traffic; instead fill cols one column
-    # at a time from a zero-padded copy of the image row (about twice as fast there).
-    B, H, WC = x.shape
-    W = WC // C
-    run = kw * C
-    padded = np.zeros(((OW - 1) * sw + kw) * C, x.dtype)  # the padded row; its pads stay 0
-    inside = min(W, (OW - 1) * sw + kw - pl) * C
-    for b in range(B):
-        for i in range(OH):
-            row0 = (b * OH + i) * OW
-            for u in range(kh):
-                r = i * sh + u - pt
-                if r < 0 or r >= H:
-                    for t in range(run):
-                        for j in range(OW):
-                            cols[row0 + j, u * run + t] = 0
-                    continue
-                for t in range(inside):
-                    padded[pl * C + t] = x[b, r, t]
-                for t in range(run):
-                    for j in range(OW):
-                        cols[row0 + j, u * run + t] = padded[j * sw * C + t]
-
-
-def _col2im(dcols, C, kh, kw, sh, sw, pt, pl, OH, OW, dx):  # pragma: no cover (compiled)
-    B, H, WC = dx.shape
-    W = WC // C
-    run = kw * C
-    for b in range(B):  # each sample is written by one thread only
-        for r in range(H):
-            for t in range(WC):
-                dx[b, r, t] = 0
-        for i in range(OH):
-            for j in range(OW):
-                row = (b * OH + i) * OW + j
-                left = j * sw - pl
-                for u in range(kh):
-                    r = i * sh + u - pt
-                    if r < 0 or r >= H:  # padding: its gradient is dropped
-                        continue
-                    dst = u * run
-                    if left >= 0 and left + kw <= W:
-                        src = left * C
-                        for t in range(run):
-                            dx[b, r, src + t] += dcols[row, dst + t]
-                    else:
-                        for v in range(kw):
-                            col = left + v
-                            if 0 <= col < W:
-                                for c in range(C):
-                                    dx[b, r, col * C + c] += dcols[row, dst + v * C + c]
-
-
-def _add_bias(y, b):  # pragma: no cover (compiled)
-    # y (N, F) += b (F,) row by row: NumPy's broadcast add runs a short inner loop per row.
-    N, F = y.shape
-    for n in range(N):
-        for f in range(F):
-            y[n, f] += b[f]
-
-
-def _maxpool(x, ph, pw, sh, sw, y, arg):  # pragma: no cover (compiled)
-    # x (B, H, W, C), y and arg (B, OH, OW, C).  Strict ">" keeps the first maximum on
-    # ties (PyTorch, NumPy's argmax); a NaN wins once and is kept, as argmax does.
-    B, OH, OW, C = y.shape
-    for b in range(B):
-        for i in range(OH):
-            for j in range(OW):
-                for c in range(C):
-                    y[b, i, j, c] = x[b, i * sh, j * sw, c]
-                    arg[b, i, j, c] = 0
-                for u in range(ph):
-                    for v in range(pw):
-                        if u == 0 and v == 0:
-                            continue
-                        k = u * pw + v
-                        for c in range(C):
-                            value = x[b, i * sh + u, j * sw + v, c]
-                            best = y[b, i, j, c]
-                            if value > best or (value != value and best == best):
-                                y[b, i, j, c] = value
-                                arg[b, i, j, c] = k
-
-
-def _maxpool_backward(dy, arg, ph, pw, sh, sw, dx):  # pragma: no cover (compiled)
-    # dx (B, H, W, C) gets dy at each window's winner and 0 elsewhere.  Windows side by
-    # side (stride = pool, the usual case) write every pixel once; otherwise dx is zeroed
-    # first and overlapping windows add up.
-    B, OH, OW, C = dy.shape
-    H, W = dx.shape[1], dx.shape[2]
-    tiled = sh == ph and sw == pw
-    for b in range(B):
-        if tiled:  # only the rows and columns that no window reaches need zeros
-            for r in range(H):
-                first = 0 if r >= OH * ph else OW * pw
-                for w in range(first, W):
-                    for c in range(C):
-                        dx[b, r, w, c] = 0
-        else:
-            for r in range(H):
-                for w in range(W):
-                    for c in range(C):
-                        dx[b, r, w, c] = 0
-        for i in range(OH):
-            for j in range(OW):
-                for u in range(ph):
-                    for v in range(pw):
-                        k = u * pw + v
-                        r, w = i * sh + u, j * sw + v
-                        if tiled:
-                            for c in range(C):
-                                dx[b, r, w, c] = dy[b, i, j, c] if arg[b, i, j, c] == k else 0
-                        else:
-                            for c in range(C):
-                                if arg[b, i, j, c] == k:
-                                    dx[b, r, w, c] += dy[b, i, j, c]
-
-
 if numba is not None:
-    _jit = numba.njit(cache=True, nogil=True)
-    _im2col_runs_kernel = _jit(_im2col_runs)
-    _im2col_columns_kernel = _jit(_im2col_columns)
-    _col2im_kernel = _jit(_col2im)
-    _add_bias_kernel = _jit(_add_bias)
-    _maxpool_kernel = _jit(_maxpool)
-    _maxpool_backward_kernel = _jit(_maxpool_backward)
+    from .conv_kernels import (
+        add_bias_kernel as _add_bias_kernel,
+    )
+    from .conv_kernels import (
+        col2im_kernel as _col2im_kernel,
+    )
+    from .conv_kernels import (
+        conv_direct_grads_kernel as _conv_direct_grads_kernel,
+    )
+    from .conv_kernels import (
+        conv_direct_kernel as _conv_direct_kernel,
+    )
+    from .conv_kernels import (
+        im2col_columns_kernel as _im2col_columns_kernel,
+    )
+    from .conv_kernels import (
+        im2col_runs_kernel as _im2col_runs_kernel,
+    )
+    from .pool_kernels import maxpool_backward_kernel as _maxpool_backward_kernel
+    from .pool_kernels import maxpool_kernel as _maxpool_kernel
 
 
 # -- settings, and sharing a pass between threads ---------------------------------------------
@@ -325,6 +192,68 @@ def add_bias(y: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     _over_batch(len(y), y.nbytes, run)
     return y
+
+
+#: A convolution whose patch (kh·kw·C numbers) is at most this long computes directly from
+#: the image (``conv_direct``) instead of through im2col and a matrix product.
+DIRECT_MAX_PATCH = 32
+
+
+def conv_direct(
+    x: np.ndarray,
+    W_cols: np.ndarray,
+    b: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+    out: np.ndarray,
+) -> np.ndarray:
+    """out (B·OH·OW, F) = patches(x) @ W_cols + b, for x (B, C, H, W) and W_cols (kh·kw·C, F); returns out."""
+    B, C, H, W = x.shape
+    rows = channels_last(x).reshape(B, H, W * C)
+    per_sample = out_hw[0] * out_hw[1]
+
+    def run(lo: int, hi: int) -> None:
+        _conv_direct_kernel(rows[lo:hi], W_cols, b, C, *kernel, *stride, pads[0], pads[2], *out_hw,
+                            out[lo * per_sample : hi * per_sample])  # fmt: skip
+
+    _over_batch(B, out.nbytes, run)
+    return out
+
+
+def conv_direct_grads(
+    x: np.ndarray,
+    dy_rows: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+    dW_cols: np.ndarray,
+    db: np.ndarray,
+) -> None:
+    """dW_cols (kh·kw·C, F) = patches(x)ᵀ @ dy_rows and db = Σ dy_rows, for dy_rows (B·OH·OW, F)."""
+    B, C, H, W = x.shape
+    rows = channels_last(x).reshape(B, H, W * C)
+    per_sample = out_hw[0] * out_hw[1]
+    slices: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def run(lo: int, hi: int) -> None:
+        # each slice sums into its own zeroed pair; the pairs are added after all have
+        # finished, in the order of the slices, so that the result never depends on timing
+        part = (dW_cols, db) if lo == 0 else (np.zeros_like(dW_cols), np.zeros_like(db))
+        if lo == 0:
+            dW_cols[...] = 0
+            db[...] = 0
+        _conv_direct_grads_kernel(rows[lo:hi], dy_rows[lo * per_sample : hi * per_sample], C, *kernel, *stride,
+                                  pads[0], pads[2], *out_hw, *part)  # fmt: skip
+        if lo != 0:
+            slices[lo] = part
+
+    _over_batch(B, dy_rows.nbytes, run)
+    for lo in sorted(slices):
+        dW_cols += slices[lo][0]
+        db += slices[lo][1]
 
 
 def col2im(
