@@ -98,7 +98,6 @@ def test_conv2d_compiled_equals_numpy(filters, kernel, stride, padding, shape, d
 @pytest.mark.parametrize(("filters", "kernel", "stride", "padding", "shape"), CONV_CASES)
 def test_im2col_strategies_agree(filters, kernel, stride, padding, shape, monkeypatch):
     """Short window rows are copied column by column, long ones run by run: both fill cols alike."""
-    monkeypatch.setattr(_fast, "DIRECT_MAX_PATCH", 0)  # always through im2col
     layer = lw.Conv2D(filters, kernel, stride=stride, padding=padding)
     layer.build(shape[1:])
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
@@ -111,38 +110,6 @@ def test_im2col_strategies_agree(filters, kernel, stride, padding, shape, monkey
     layer.forward(x)
     np.testing.assert_array_equal(cols["runs"], layer.cols)
     np.testing.assert_array_equal(cols["columns"], layer.cols)
-
-
-@needs_numba
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("filters", "kernel", "stride", "padding", "shape"), CONV_CASES)
-def test_direct_convolution_equals_im2col(filters, kernel, stride, padding, shape, dtype, threads, monkeypatch):
-    """Small patches are convolved straight from the image; the result is im2col's, to rounding."""
-    rng = np.random.default_rng(7)
-    layer = lw.Conv2D(filters, kernel, stride=stride, padding=padding, rng=2, dtype=dtype)
-    layer.build(shape[1:])
-    layer.params["b"][...] = rng.standard_normal(filters)
-    x = rng.standard_normal(shape).astype(dtype)
-    dy = rng.standard_normal((shape[0], *layer.output_shape(shape[1:]))).astype(dtype)
-    results = {}
-    for name, limit in (("direct", 1 << 20), ("im2col", 0)):
-        monkeypatch.setattr(_fast, "DIRECT_MAX_PATCH", limit)
-        results[name] = conv_pass(layer, x, dy, use_kernels=True)
-        assert (layer.cols is None) == (name == "direct")
-    for got, want in zip(results["direct"][:2], results["im2col"][:2], strict=True):
-        assert_same(got, want, dtype)
-    for name in ("W", "b"):
-        assert_same(results["direct"][2][name], results["im2col"][2][name], dtype)
-
-
-def test_lenet_first_layer_goes_direct_and_the_second_through_im2col():
-    net = lw.Sequential(
-        [lw.Conv2D(6, 5, padding=2), lw.ReLU(), lw.MaxPool2D(2), lw.Conv2D(16, 5)], input_shape=(1, 28, 28)
-    )
-    net.forward(np.zeros((2, 1, 28, 28), np.float32))
-    first, second = net.layers[0], net.layers[3]
-    assert (first.cols is None) == (_fast.enabled() and first.use_kernels)  # 5·5·1 = 25 numbers a patch
-    assert second.cols is not None  # 5·5·6 = 150
 
 
 @needs_numba

@@ -198,14 +198,7 @@ class Conv2D(Layer):
         B, F, (OH, OW) = len(x), self.filters, self._out_hw
         W_rows = self._filter_rows()  # (F, kh·kw·C)
         self._x_shape = x.shape
-        if self._direct(x):  # the same sum, without forming the patches (small first layers)
-            self.cols, self._x = None, x
-            W_cols = self._scratch.get("W_cols", W_rows.shape[::-1], W_rows.dtype)
-            W_cols[...] = W_rows.T
-            y = np.empty((B * OH * OW, F), np.result_type(x.dtype, self.dtype))
-            _fast.conv_direct(x, W_cols, self.params["b"], self.kernel_size, self.stride, self._pads, self._out_hw, y)
-            return y.reshape(B, OH, OW, F).transpose(0, 3, 1, 2)
-        self.cols, self._x = self._patches(x), None  # (B·OH·OW, kh·kw·C), kept for dW
+        self.cols = self._patches(x)  # (B·OH·OW, kh·kw·C), kept for dW
         y = self.cols @ W_rows.T  # Dense.forward on the patches: (B·OH·OW, F)
         if self.use_kernels:
             _fast.add_bias(y, self.params["b"])  # y += b, compiled
@@ -222,16 +215,9 @@ class Conv2D(Layer):
                 f"Conv2D: dy must have the output's shape {(self._x_shape[0], F, *self._out_hw)}, got {np.shape(dy)}"
             )
         dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, F)  # a view when dy has our forward's layout
-        if self.cols is None:  # forward went direct: dW = patchesᵀ·dy and db = Σ dy from the image itself
-            dy_rows = np.ascontiguousarray(dy_rows)
-            dW_cols = self._scratch.get("dW_cols", self._W_rows.shape[::-1], self.dtype)
-            _fast.conv_direct_grads(self._x, dy_rows, self.kernel_size, self.stride, self._pads, self._out_hw,
-                                    dW_cols, self.grads["b"])  # fmt: skip
-            dW_rows = dW_cols.T
-        else:
-            dW_rows = np.matmul(dy_rows.T, self.cols, out=self._scratch.get("dW", self._W_rows.shape, self.dtype))
-            # db = 1ᵀ·dy: as a matrix product several times faster than np.sum over the rows.
-            np.matmul(self._scratch.ones(len(dy_rows), dy_rows.dtype), dy_rows, out=self.grads["b"])
+        dW_rows = np.matmul(dy_rows.T, self.cols, out=self._scratch.get("dW", self._W_rows.shape, self.dtype))
+        # db = 1ᵀ·dy: as a matrix product several times faster than np.sum over the rows.
+        np.matmul(self._scratch.ones(len(dy_rows), dy_rows.dtype), dy_rows, out=self.grads["b"])
         self.grads["W"][...] = dW_rows.reshape(F, kh, kw, C).transpose(0, 3, 1, 2)  # back to (F, C, kh, kw)
         if not need_dx:
             return None
@@ -247,11 +233,6 @@ class Conv2D(Layer):
         self._W_rows = self._scratch.get("W_rows", (F, kh * kw * C), W.dtype)
         self._W_rows.reshape(F, kh, kw, C)[...] = W.transpose(0, 2, 3, 1)
         return self._W_rows
-
-    def _direct(self, x: np.ndarray) -> bool:
-        """Compute without im2col?  For small patches (kh·kw·C ≤ _fast.DIRECT_MAX_PATCH) with the compiled kernels."""
-        (kh, kw), C = self.kernel_size, x.shape[1]
-        return self.use_kernels and kh * kw * C <= _fast.DIRECT_MAX_PATCH and x.dtype == self.dtype
 
     def _patches(self, x: np.ndarray) -> np.ndarray:
         args = (self.kernel_size, self.stride, self._pads, self._out_hw)

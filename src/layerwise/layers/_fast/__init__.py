@@ -46,8 +46,6 @@ __all__ = [
     "add_bias",
     "channels_last",
     "col2im",
-    "conv_direct",
-    "conv_direct_grads",
     "enabled",
     "im2col",
     "is_channels_last",
@@ -101,26 +99,14 @@ def channels_last(x: np.ndarray) -> np.ndarray:
 
 
 if numba is not None:
-    from .conv_kernels import (
-        add_bias_kernel as _add_bias_kernel,
-    )
-    from .conv_kernels import (
-        col2im_kernel as _col2im_kernel,
-    )
-    from .conv_kernels import (
-        conv_direct_grads_kernel as _conv_direct_grads_kernel,
-    )
-    from .conv_kernels import (
-        conv_direct_kernel as _conv_direct_kernel,
-    )
-    from .conv_kernels import (
-        im2col_columns_kernel as _im2col_columns_kernel,
-    )
-    from .conv_kernels import (
-        im2col_runs_kernel as _im2col_runs_kernel,
-    )
-    from .pool_kernels import maxpool_backward_kernel as _maxpool_backward_kernel
-    from .pool_kernels import maxpool_kernel as _maxpool_kernel
+    from . import conv_kernels, pool_kernels
+
+    _add_bias_kernel = conv_kernels.add_bias_kernel
+    _col2im_kernel = conv_kernels.col2im_kernel
+    _im2col_columns_kernel = conv_kernels.im2col_columns_kernel
+    _im2col_runs_kernel = conv_kernels.im2col_runs_kernel
+    _maxpool_kernel = pool_kernels.maxpool_kernel
+    _maxpool_backward_kernel = pool_kernels.maxpool_backward_kernel
 
 
 # -- settings, and sharing a pass between threads ---------------------------------------------
@@ -192,68 +178,6 @@ def add_bias(y: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     _over_batch(len(y), y.nbytes, run)
     return y
-
-
-#: A convolution whose patch (kh·kw·C numbers) is at most this long computes directly from
-#: the image (``conv_direct``) instead of through im2col and a matrix product.
-DIRECT_MAX_PATCH = 32
-
-
-def conv_direct(
-    x: np.ndarray,
-    W_cols: np.ndarray,
-    b: np.ndarray,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    pads: tuple[int, int, int, int],
-    out_hw: tuple[int, int],
-    out: np.ndarray,
-) -> np.ndarray:
-    """out (B·OH·OW, F) = patches(x) @ W_cols + b, for x (B, C, H, W) and W_cols (kh·kw·C, F); returns out."""
-    B, C, H, W = x.shape
-    rows = channels_last(x).reshape(B, H, W * C)
-    per_sample = out_hw[0] * out_hw[1]
-
-    def run(lo: int, hi: int) -> None:
-        _conv_direct_kernel(rows[lo:hi], W_cols, b, C, *kernel, *stride, pads[0], pads[2], *out_hw,
-                            out[lo * per_sample : hi * per_sample])  # fmt: skip
-
-    _over_batch(B, out.nbytes, run)
-    return out
-
-
-def conv_direct_grads(
-    x: np.ndarray,
-    dy_rows: np.ndarray,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    pads: tuple[int, int, int, int],
-    out_hw: tuple[int, int],
-    dW_cols: np.ndarray,
-    db: np.ndarray,
-) -> None:
-    """dW_cols (kh·kw·C, F) = patches(x)ᵀ @ dy_rows and db = Σ dy_rows, for dy_rows (B·OH·OW, F)."""
-    B, C, H, W = x.shape
-    rows = channels_last(x).reshape(B, H, W * C)
-    per_sample = out_hw[0] * out_hw[1]
-    slices: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def run(lo: int, hi: int) -> None:
-        # each slice sums into its own zeroed pair; the pairs are added after all have
-        # finished, in the order of the slices, so that the result never depends on timing
-        part = (dW_cols, db) if lo == 0 else (np.zeros_like(dW_cols), np.zeros_like(db))
-        if lo == 0:
-            dW_cols[...] = 0
-            db[...] = 0
-        _conv_direct_grads_kernel(rows[lo:hi], dy_rows[lo * per_sample : hi * per_sample], C, *kernel, *stride,
-                                  pads[0], pads[2], *out_hw, *part)  # fmt: skip
-        if lo != 0:
-            slices[lo] = part
-
-    _over_batch(B, dy_rows.nbytes, run)
-    for lo in sorted(slices):
-        dW_cols += slices[lo][0]
-        db += slices[lo][1]
 
 
 def col2im(

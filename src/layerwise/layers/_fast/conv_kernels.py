@@ -1,4 +1,4 @@
-"""The compiled loops behind ``Conv2D``: im2col, col2im, the bias, and direct convolution of small patches.
+"""The compiled loops behind ``Conv2D``: im2col, col2im and the bias.
 
 Plain Python loops, compiled by Numba when it is installed (``numba.njit``, no GIL); the
 wrappers in ``__init__`` cut their work into batch slices.  Images arrive as channels-last
@@ -100,75 +100,9 @@ def _add_bias(y, b):  # pragma: no cover (compiled)
             y[n, f] += b[f]
 
 
-def _conv_direct(x, W_cols, b, C, kh, kw, sh, sw, pt, pl, OH, OW, y):  # pragma: no cover (compiled)
-    # y (B·OH·OW, F) = patches(x) @ W_cols + b without forming the patches: for small patches
-    # (a first layer's 3x3 or 5x5 of one channel) the copy costs more than the arithmetic.
-    B, H, WC = x.shape
-    W = WC // C
-    F = W_cols.shape[1]
-    acc = np.empty(F, y.dtype)
-    for b_ in range(B):
-        for i in range(OH):
-            for j in range(OW):
-                for f in range(F):
-                    acc[f] = b[f]
-                for u in range(kh):
-                    r = i * sh + u - pt
-                    if r < 0 or r >= H:  # zero padding adds nothing
-                        continue
-                    for v in range(kw):
-                        col = j * sw + v - pl
-                        if col < 0 or col >= W:
-                            continue
-                        for c in range(C):
-                            value = x[b_, r, col * C + c]
-                            k = (u * kw + v) * C + c
-                            for f in range(F):
-                                acc[f] += value * W_cols[k, f]
-                row = (b_ * OH + i) * OW + j
-                for f in range(F):
-                    y[row, f] = acc[f]
-
-
-def _conv_direct_grads(x, dy, C, kh, kw, sh, sw, pt, pl, OH, OW, dW_cols, db):  # pragma: no cover (compiled)
-    # dW_cols (kh·kw·C, F) += patches(x)ᵀ @ dy and db += Σ dy, again without forming the patches.
-    # Each sample's sums go into their own (K, F) block first and then into dW: a sum of
-    # B·OH·OW terms in two levels keeps float32 rounding near a matrix product's.
-    B, H, WC = x.shape
-    W = WC // C
-    F = dy.shape[1]
-    part = np.empty_like(dW_cols)
-    part_b = np.empty_like(db)
-    for b_ in range(B):
-        part[...] = 0
-        part_b[...] = 0
-        for i in range(OH):
-            for j in range(OW):
-                row = (b_ * OH + i) * OW + j
-                for f in range(F):
-                    part_b[f] += dy[row, f]
-                for u in range(kh):
-                    r = i * sh + u - pt
-                    if r < 0 or r >= H:
-                        continue
-                    for v in range(kw):
-                        col = j * sw + v - pl
-                        if col < 0 or col >= W:
-                            continue
-                        for c in range(C):
-                            value = x[b_, r, col * C + c]
-                            k = (u * kw + v) * C + c
-                            for f in range(F):
-                                part[k, f] += value * dy[row, f]
-        dW_cols += part
-        db += part_b
-
-
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
     im2col_runs_kernel = _jit(_im2col_runs)
     im2col_columns_kernel = _jit(_im2col_columns)
     col2im_kernel = _jit(_col2im)
     add_bias_kernel = _jit(_add_bias)
-    conv_direct_kernel = _jit(_conv_direct)
-    conv_direct_grads_kernel = _jit(_conv_direct_grads)
