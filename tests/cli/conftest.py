@@ -100,6 +100,8 @@ def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
         "32",
         "--seed",
         "0",
+        "--validation",
+        "0",  # all 60,000 training images, as the acceptance run was specified (97.9%; 97.4-97.6% on 55,000)
         "--out",
         str(out),
         "--quiet",

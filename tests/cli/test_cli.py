@@ -66,8 +66,9 @@ def test_train_mnist_acceptance(mnist_run: tuple[Path, Result]) -> None:
     assert metrics["test_accuracy"] >= 0.975
     assert metrics["train_accuracy"] > metrics["test_accuracy"]
     assert len(metrics["history"]) == 10
-    for epoch in metrics["history"]:
-        assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(epoch)
+    for epoch in metrics["history"]:  # no hold-out here (--validation 0): no per-epoch validation numbers
+        assert {"loss", "accuracy"} <= set(epoch) and "val_loss" not in epoch
+    assert metrics["config"]["n_train"] == 60_000 and metrics["config"]["n_validation"] == 0
     config = metrics["config"]
     assert config["arch"] == "[(140,ReLU),(10,Linear)]"
     assert (config["optimizer"], config["lr"], config["epochs"], config["batch_size"], config["seed"]) == (

@@ -193,7 +193,9 @@ def test_reproduce_cnn_quick(experiment: str, tmp_path: Path) -> None:
     assert summary["experiment"] == experiment and summary["epochs"] == 1 and summary["n_train"] == 2000
     assert len(summary["history"]["accuracy"]) == 1 and "val_accuracy" not in summary["history"]  # no test peeking
     metrics = json.loads((out / "metrics.json").read_text())  # an ordinary 'layerwise train' run folder
-    assert metrics["config"]["validation"] == 0 and metrics["test_accuracy"] == summary["test_accuracy"] / 100
+    assert metrics["config"]["validation"] == 0 and 100 * metrics["test_accuracy"] == pytest.approx(
+        summary["test_accuracy"]
+    )
     assert (60 if experiment == "fashion-cnn" else 80) < summary["test_accuracy"] <= 100
     assert summary["test_error"] == pytest.approx(100 - summary["test_accuracy"])
     for name in ("learning_curves.png", "confusion_matrix.png", "filters.png"):
