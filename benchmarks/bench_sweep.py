@@ -65,6 +65,9 @@ def main() -> int:
         )
         sweep = timed([*cli, "sweep", str(spec), "--out", f"{tmp}/sweep", "--workers", str(args.workers)])
         rows = json.loads((Path(tmp) / "sweep" / "results.json").read_text())
+        serial_training = [
+            json.loads((Path(tmp) / f"serial-{lr}" / "metrics.json").read_text())["seconds"] for lr in LRS
+        ]
     result = {
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
@@ -73,12 +76,16 @@ def main() -> int:
         "serial_seconds": serial,
         "serial_total_s": sum(serial),
         "sweep_s": sweep,
+        "serial_training_s": serial_training,
+        "sweep_training_s": [r["seconds"] for r in rows],
         "ratio": sweep / sum(serial),
         "statuses": [r["status"] for r in rows],
     }
     print(f"4 x layerwise train one after another: {sum(serial):.1f} s ({', '.join(f'{s:.1f}' for s in serial)})")
     print(f"layerwise sweep --workers {args.workers}:        {sweep:.1f} s")
-    print(f"sweep / serial: {result['ratio']:.2f}x   (load average {result['load_average'][0]:.2f})")
+    print(f"training time per trial (metrics.json): serial {sum(serial_training) / 4:.1f} s, "
+          f"sweep {sum(r['seconds'] for r in rows) / len(rows):.1f} s")  # fmt: skip
+    print(f"sweep / serial: {result['ratio']:.3f}x   (load average {result['load_average'][0]:.2f})")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -142,6 +142,7 @@ def _on_dask(runs: list[tuple[RunConfig, RunFolder]], workers: int, data_dir: An
                 raise ExperimentInterrupted("interrupted") from None
     finally:
         cancel_file.unlink(missing_ok=True)
+        executor.join()
 
 
 def result_of(spec: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,10 @@ differs from its trial's config (edited by hand) is refused, never reused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -102,6 +104,8 @@ def run(
     results.bar = bar = _bar(len(trials), done, progress)
     results.say = say = _through_bar(say, bar)
     started = time.perf_counter()
+    if plot and tasks:  # matplotlib loads while the trials run, not after them
+        threading.Thread(target=_import_plotting, name="layerwise-import-plots", daemon=True).start()
     try:
         if tasks:
             with executor:
@@ -116,17 +120,28 @@ def run(
                     except KeyboardInterrupt:
                         pass
                     raise SweepInterrupted(list(rows.values()), out) from None
+    except BaseException:
+        executor.join()  # leaving with an error: the workers go down before we return
+        raise
     finally:
         if bar is not None:
             bar.close()
         results.write()
         cancel_file.unlink(missing_ok=True)
-    if plot and sweep_plot(list(rows.values()), sweep.params, sort, out / "sweep.png") is not None:
-        say(f"sweep: wrote {out / 'sweep.png'}")
+    try:
+        if plot and sweep_plot(list(rows.values()), sweep.params, sort, out / "sweep.png") is not None:
+            say(f"sweep: wrote {out / 'sweep.png'}")
+    finally:
+        executor.join()  # the cluster closed while the plot was drawn
     failed = sum(r["status"] == "failed" for r in rows.values())
     say(f"sweep: {len(trials) - failed} of {len(trials)} trials finished, {failed} failed "
         f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
     return list(rows.values())
+
+
+def _import_plotting() -> None:
+    with contextlib.suppress(Exception):  # only a head start: sweep_plot imports (and reports) for itself
+        import matplotlib.figure  # noqa: F401
 
 
 def _executor(workers: int | None, scheduler: str | None, serial: bool) -> Serial | Dask:
