@@ -248,7 +248,7 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 def test_reproduce_hw2_one_epoch(tmp_path: Path) -> None:
     result = run_cli("reproduce", "hw2", "--epochs", "1", "--out", str(tmp_path / "hw2"), "--quiet", timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "seed train" in result.stdout and "seed test" in result.stdout
+    assert "homework train" in result.stdout and "homework test" in result.stdout and "seed train" not in result.stdout
     rows = [line for line in result.stdout.splitlines() if line[:2] in ("a)", "b)", "c)") and "%" in line]
     assert len(rows) == 3
     assert "[(10,Linear)]" in rows[0] and "[(140,ReLU),(10,Linear)]" in rows[2]

@@ -135,21 +135,21 @@ def format_table(summary: dict[str, Any]) -> str:
     rows = summary["networks"]
     width = max(len("architecture"), *(len(r["arch"]) for r in rows))
     head = (
-        f"{'net':<4}{'architecture':<{width}}  {'training':<22}  {'seed train':>10}  {'ours':>6}  "
-        f"{'seed test':>9}  {'ours':>6}  {'ok':>3}  {'time':>6}"
+        f"{'net':<4}{'architecture':<{width}}  {'training':<22}  {'homework train':>14}  {'ours':>6}  "
+        f"{'homework test':>13}  {'ours':>6}  {'ok':>3}  {'time':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         schedule = " cos" if r.get("schedule") else ""
         training = f"{r['optimizer']} {r['lr']:g}{schedule}, {r['epochs']}x{r['batch_size']}"
         lines.append(
-            f"{r['name'] + ')':<4}{r['arch']:<{width}}  {training:<22}  {r['seed_train']:>9.0f}%  "
-            f"{r['train_accuracy']:>5.2f}%  {r['seed_test']:>8.0f}%  {r['test_accuracy']:>5.2f}%  "
+            f"{r['name'] + ')':<4}{r['arch']:<{width}}  {training:<22}  {r['seed_train']:>13.0f}%  "
+            f"{r['train_accuracy']:>5.2f}%  {r['seed_test']:>12.0f}%  {r['test_accuracy']:>5.2f}%  "
             f"{'yes' if r['within_tolerance'] else 'NO':>3}  {r['seconds']:>5.1f}s"
         )
     lines.append("-" * len(head))
     lines.append(
-        f"total {summary['total_seconds']:.1f} s; ok = within ±{summary['tolerance_points']:g} point of the seed "
+        f"total {summary['total_seconds']:.1f} s; ok = within ±{summary['tolerance_points']:g} point of the homework "
         f"on both train and test"
         + (f"; epochs overridden to {summary['epochs_override']}" if summary["epochs_override"] else "")
         + (f"; first {summary['limit']:,} training images only" if summary.get("limit") else "")

@@ -58,7 +58,7 @@ OPTION_NAMES = {
 DESCRIPTION = """\
 Write the worked solution of a small problem, step by step, in the homework's notation:
 
-  layerwise explain                       the seed's Problem 3: two iterations of gradient descent
+  layerwise explain                       the homework's Problem 3: two iterations of gradient descent
                                           for [(2,Linear)], zero weights, X = Y = I2, learning rate 1
   layerwise explain --arch ... --x ...    any small network: forward pass, loss, backward pass and
                                           update of every iteration, as matrices
@@ -71,7 +71,7 @@ optimizer), in float64; the sheet ends with a check against an independent run."
 
 EPILOG = """\
 matrices: "[[1,0],[0,1]]" or "1 0; 0 1" (rows separated by ';'); a matrix starting with '-'
-needs '=': --x="-1 0; 0 1".  In the seed's layout (default) columns are samples: X is
+needs '=': --x="-1 0; 0 1".  In the homework's layout (default) columns are samples: X is
 (inputs x samples), Y (outputs x samples), W (outputs x inputs); --layout rows uses
 layerwise's own (samples x features), W (inputs x outputs).  For crossEntropyLogit, Y is
 one-hot or one row of labels.  --data FILE.csv: one sample per line, the inputs and then
@@ -135,7 +135,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> ar
     )
     d = GD_DEFAULTS
     g = p.add_argument_group("gradient descent (the default problem)")
-    g.add_argument("--arch", metavar="ARCH", help=f'the seed\'s notation (default "{d["arch"]}")')
+    g.add_argument("--arch", metavar="ARCH", help=f'the homework\'s notation (default "{d["arch"]}")')
     g.add_argument("--x", metavar="MATRIX", help="inputs X (default: Problem 3's I2)")
     g.add_argument("--y", metavar="MATRIX", help="targets Y (default: Problem 3's I2); with cross-entropy: y")
     g.add_argument("--data", metavar="FILE.csv", help="read X and Y from a CSV file instead of --x and --y")
@@ -151,7 +151,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> ar
     g.add_argument("--eps", type=_float(0.0), metavar="EPS", help="Adam's epsilon (default 1e-8)")
     g.add_argument("--steps", type=_int(1, 1000), metavar="N", help="iterations (default 2)")
     g.add_argument("--batch-size", type=_int(1, 10**6), metavar="N", help="samples per step (default: all)")
-    g.add_argument("--layout", choices=("seed", "rows"), help="seed: columns are samples (default); rows: layerwise's")
+    g.add_argument(
+        "--layout",
+        choices=("homework", "rows", "seed"),
+        help="homework: columns are samples (default; 'seed' is the same); rows: layerwise's",
+    )
     g.add_argument("--seed", type=_int(0, 2**32 - 1), metavar="N", help="seeds he/xavier/uniform weights (default 0)")
     j = p.add_argument_group("jacobian and cross-entropy (Problems 1 and 2)")
     j.add_argument("--z", metavar="VECTOR", help='the logits, e.g. "1 2 3" (cross-entropy takes --y too)')
@@ -206,6 +210,8 @@ def _sheet(args: argparse.Namespace) -> Any:
     if args.z is not None:
         raise ConfigError("--z: only for 'jacobian' and 'cross-entropy' (layerwise explain jacobian --z ...)")
     options = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in GD_DEFAULTS.items()}
+    if options["layout"] == "homework":  # the library's name for the homework's layout is "seed"
+        options["layout"] = "seed"
     if str(options["optimizer"]).lower() != "adam":
         for name in ("beta1", "beta2", "eps"):
             if getattr(args, name) is not None:

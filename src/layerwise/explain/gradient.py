@@ -83,7 +83,7 @@ def gradient_descent(
     if problem3:
         x, y = PROBLEM3, PROBLEM3
     elif x is None or y is None:
-        raise ConfigError(f"{'x' if x is None else 'y'}: give both x and y (or neither, for the seed's Problem 3)")
+        raise ConfigError(f"{'x' if x is None else 'y'}: give both x and y (or neither, for the homework's Problem 3)")
     loss_obj = get_loss(loss)
     x_rows = _rows("x", x, layout)
     n, n_in = x_rows.shape
