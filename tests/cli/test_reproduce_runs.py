@@ -80,3 +80,19 @@ def test_ctrl_c_leaves_a_checkpoint_and_the_same_command_resumes_then_reuses(tmp
     assert other.returncode == 0, other.stderr  # other settings: trained afresh into the same folders
     assert "reusing" not in other.stdout
     assert all(n["epochs"] == 1 for n in json.loads((out / "results.json").read_text())["networks"])
+
+
+def test_workers_without_dask_says_what_to_install(tmp_path: Path) -> None:
+    """With dask hidden, --workers is refused in one line naming the extra (and no --serial, which sweep has)."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "distributed.py").write_text("raise ImportError('hidden for this test')\n")
+    env = cli_env(tmp_path) | {"PYTHONPATH": str(hide)}
+    done = subprocess.run([sys.executable, "-m", "layerwise", "reproduce", "hw2", "--workers", "2", "--limit", "500",
+                           "--epochs", "1", "--out", str(tmp_path / "o")], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "layerwise: error: --workers: dask is not installed; pip install 'layerwise[sweep]', or leave out --workers"
+    )
+    assert not (tmp_path / "o").exists()  # refused before any folder was made

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunFolderError
+from ..errors import ConfigError, RunFolderError
 from ..runs import CancelToken, RunConfig, RunFolder, train_run
 
 Log = Callable[..., None]
@@ -75,6 +75,7 @@ def train_networks(
     Ctrl-C) stopped a run.
     """
     configs = [run_config(spec, epochs, limit) for spec in specs]
+    executor = None if workers is None else _dask(workers)  # before any folder is touched
     todo = []
     for spec, config, folder in zip(specs, configs, map(RunFolder, folders), strict=True):
         state = _reusable_state(folder, config)
@@ -94,7 +95,7 @@ def train_networks(
             if result.status != "finished":
                 raise ExperimentInterrupted(f"{folder.path}: interrupted")
     elif todo:
-        _on_dask([(config, folder) for _, config, folder in todo], workers, data_dir, log)
+        _on_dask([(config, folder) for _, config, folder in todo], executor, data_dir, log)
     return [json.loads(RunFolder(f).metrics.read_text(encoding="utf-8")) for f in folders]
 
 
@@ -110,11 +111,23 @@ def _reusable_state(folder: RunFolder, config: RunConfig) -> str | None:
     return state if saved == config else None
 
 
-def _on_dask(runs: list[tuple[RunConfig, RunFolder]], workers: int, data_dir: Any, log: Log) -> None:
-    """The runs as sweep trials on a local Dask cluster; a failed run raises RunFolderError with its message."""
+def _dask(workers: int) -> Any:
+    """A local Dask cluster of ``workers`` single-threaded processes (not started yet)."""
+    from ..sweep.execute import Dask
+
+    try:
+        return Dask(workers=workers)
+    except ConfigError:  # Dask's own hint names the sweep's --serial, which reproduce does not have
+        raise ConfigError(
+            "--workers: dask is not installed; pip install 'layerwise[sweep]', or leave out --workers"
+        ) from None
+
+
+def _on_dask(runs: list[tuple[RunConfig, RunFolder]], executor: Any, data_dir: Any, log: Log) -> None:
+    """The runs as sweep trials on the local Dask cluster; a failed run raises RunFolderError with its message."""
     import uuid
 
-    from ..sweep.execute import Dask, TrialTask
+    from ..sweep.execute import TrialTask
 
     cancel_file = runs[0][1].path.parent / f".cancel-{uuid.uuid4().hex[:12]}"
     tasks = [
@@ -127,7 +140,6 @@ def _on_dask(runs: list[tuple[RunConfig, RunFolder]], workers: int, data_dir: An
         )
         for config, folder in runs
     ]
-    executor = Dask(workers=workers)
     log(f"training {len(tasks)} networks on {executor.name}", flush=True)
     try:
         with executor:
