@@ -39,9 +39,18 @@ from ..runs.folder import LOCK
 from .results import finished_row
 
 BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-#: The environment of our own LocalCluster's workers: one BLAS thread each, and no statistical
-#: profiler (a thread that samples the running task's stack every 10 ms: 2-4% of a trial's time).
-WORKER_ENV = {**BLAS_ENV, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+#: The environment of our own LocalCluster's workers: one BLAS thread each, no statistical
+#: profiler (a thread that samples the running task's stack every 10 ms: 2-4% of a trial's
+#: time), and the event loop's periodic checks (memory every 100 ms, loop ticks every 20 ms,
+#: system metrics for a dashboard we do not start) once a second: each wakes the loop, which
+#: then competes with the trial for the GIL.
+WORKER_ENV = {
+    **BLAS_ENV,
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+    "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s",
+    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "1s",
+}
 CANCEL_POLL_S = 0.2
 LOCK_POLL_S = 0.5
 Log = Callable[[str], None]
