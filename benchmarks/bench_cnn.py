@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -44,7 +43,7 @@ import layerwise as lw
 import layerwise.data
 from layerwise.atomic import atomic_write
 from layerwise.layers import _fast
-from mnist_harness import _OneLineParser, _positive_int, _timed, blas_threads, matmul_gflops
+from mnist_harness import _OneLineParser, _positive_int, blas_threads, interleaved, matmul_gflops
 
 LR = 1e-3
 SPEED_TARGET = 0.7  # layerwise's epoch ≤ 0.7 × PyTorch's
@@ -247,27 +246,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         systems = [Layerwise(network, data), Torch(network, data, threads)]
         entry: dict[str, Any] = {"flops_per_epoch": flops, "batches": {}}
         for batch in args.batch_sizes:
-            times: dict[str, list[float]] = {s.name: [] for s in systems}
-            accuracy: dict[str, list[float]] = {s.name: [] for s in systems}
-            for system in systems:  # warm-up: JIT, caches, thread pools
-                system.epoch(system.make(0), batch)
-            for rep in range(args.repeats):
-                for system in systems:
-                    model = system.make(rep)
-                    times[system.name].append(_timed(lambda s=system, m=model, b=batch: s.epoch(m, b)))
-                    accuracy[system.name].append(float(np.mean(system.predict(model) == data["y_test"])))
-            result: dict[str, Any] = {}
-            for system in systems:
-                t = times[system.name]
-                result[system.name] = {
-                    "median_s": statistics.median(t),
-                    "min_s": min(t),
-                    "max_s": max(t),
-                    "times_s": t,
-                    "test_accuracy": statistics.median(accuracy[system.name]),
-                    "test_accuracies": accuracy[system.name],
-                    "roofline_fraction": flops / statistics.median(t) / (peak * 1e9),
-                }
+            result: dict[str, Any] = interleaved(
+                systems, lambda s, m, b=batch: s.epoch(m, b), data["y_test"], args.repeats, flops, peak
+            )
             result["ratio_vs_pytorch"] = result["layerwise"]["median_s"] / result["pytorch"]["median_s"]
             gap = result["layerwise"]["test_accuracy"] - result["pytorch"]["test_accuracy"]
             result["accuracy_gap_points"] = 100 * gap

@@ -64,6 +64,38 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def interleaved(
+    systems: list[Any], epoch: Callable[[Any, Any], None], y_test: np.ndarray, repeats: int, flops: float, peak: float
+) -> dict[str, dict[str, Any]]:
+    """Time ``epoch(system, fresh model)`` for every system, interleaved, after one warm-up epoch each.
+
+    Returns per system: median/min/max seconds, every time, the median test accuracy and every one,
+    and the share of the float32 matmul rate ``peak`` (GFLOP/s) that ``flops`` per epoch reach.
+    """
+    times: dict[str, list[float]] = {s.name: [] for s in systems}
+    accuracy: dict[str, list[float]] = {s.name: [] for s in systems}
+    for system in systems:  # warm-up: imports, JIT, caches, thread pools
+        epoch(system, system.make(0))
+    for rep in range(repeats):
+        for system in systems:
+            model = system.make(rep)
+            times[system.name].append(_timed(lambda s=system, m=model: epoch(s, m)))
+            accuracy[system.name].append(float(np.mean(system.predict(model) == y_test)))
+    result: dict[str, dict[str, Any]] = {}
+    for system in systems:
+        t = times[system.name]
+        result[system.name] = {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "max_s": max(t),
+            "times_s": t,
+            "test_accuracy": statistics.median(accuracy[system.name]),
+            "test_accuracies": accuracy[system.name],
+            "roofline_fraction": flops / statistics.median(t) / (peak * 1e9),
+        }
+    return result
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     # Let the previous system's worker threads go idle and its garbage be collected
     # first, so that no system pays for the one timed before it.
@@ -245,26 +277,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batches": {},
     }
     for batch in args.batch_sizes:
-        times: dict[str, list[float]] = {s.name: [] for s in systems}
-        accuracy: dict[str, list[float]] = {s.name: [] for s in systems}
-        for system in systems:  # warm-up: imports, JIT, caches
-            system.epoch(system.make(0), batch, limit)
-        for rep in range(args.repeats):
-            for system in systems:
-                model = system.make(rep)
-                times[system.name].append(_timed(lambda s=system, m=model, b=batch: s.epoch(m, b, limit)))
-                accuracy[system.name].append(float(np.mean(system.predict(model) == data["y_test"])))
-        entry: dict[str, Any] = {}
-        for system in systems:
-            t = times[system.name]
-            entry[system.name] = {
-                "median_s": statistics.median(t),
-                "min_s": min(t),
-                "max_s": max(t),
-                "times_s": t,
-                "test_accuracy": statistics.median(accuracy[system.name]),
-                "roofline_fraction": flops_per_epoch / statistics.median(t) / (peak * 1e9),
-            }
+        entry: dict[str, Any] = interleaved(
+            systems, lambda s, m, b=batch: s.epoch(m, b, limit), data["y_test"], args.repeats, flops_per_epoch, peak
+        )
         for peer in ("pytorch", "sklearn"):
             if peer in entry:
                 entry[f"ratio_vs_{peer}"] = entry["layerwise"]["median_s"] / entry[peer]["median_s"]
