@@ -146,6 +146,13 @@ def per_class_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    """--data-dir, as every command that reads a data set takes it."""
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="folder holding the data sets (as $LAYERWISE_DATA) or their IDX files"
+    )
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars only on a terminal, unless --progress asks for them (logs stay free of \\r updates)."""
     if getattr(args, "quiet", False):

@@ -9,6 +9,7 @@ from typing import Any
 from ..metrics import class_names, confusion, per_class
 from .common import (
     DATASETS,
+    add_data_dir,
     check_inputs,
     flatten_note,
     load_dataset,
@@ -33,9 +34,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, formatter: type) -> N
         "--dataset", choices=DATASETS, help="data set (default: the one the model was trained on, else mnist)"
     )
     p.add_argument("--split", choices=("test", "train"), default="test", help="which split (default test)")
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="folder holding the data sets (as $LAYERWISE_DATA) or their IDX files"
-    )
+    add_data_dir(p)
     p.set_defaults(func=evaluate)
 
     p = sub.add_parser(

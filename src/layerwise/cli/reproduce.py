@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from .common import StopSignals, UserError, err, positive_int, set_threads, show_progress
+from .common import StopSignals, UserError, add_data_dir, err, positive_int, set_threads, show_progress
 
 EXPERIMENTS = ("hw2", "lenet5", "convnet", "fashion-cnn")
 
@@ -50,9 +50,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
         help="advanced: train on the first N training images only (quick checks); the test set stays whole",
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/EXPERIMENT)")
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="folder holding the data sets (as $LAYERWISE_DATA) or their IDX files"
-    )
+    add_data_dir(p)
     p.add_argument(
         "--workers",
         type=positive_int,

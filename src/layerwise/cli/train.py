@@ -22,6 +22,7 @@ from ..runs.config import RunConfig
 from .common import (
     DATASETS,
     StopSignals,
+    add_data_dir,
     arch_error,
     err,
     non_negative_float,
@@ -102,9 +103,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, formatter: type) -> No
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<dataset>)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="folder holding the data sets (as $LAYERWISE_DATA) or their IDX files"
-    )
+    add_data_dir(p)
     p.add_argument(
         "--resume",
         metavar="DIR",
