@@ -309,8 +309,7 @@ def load_run_data(config: RunConfig, data_dir: str | Path | None) -> RunData:
             )
         x, xv = x[:-held_out], x[-held_out:]
         y, yv = y[:-held_out], y[-held_out:]
-    n_classes = int(max(y.max(), yt.max())) + 1
-    return RunData(x, y, xv, yv, xt, yt, n_classes)
+    return RunData(x, y, xv, yv, xt, yt, int(max(y.max(), yt.max())) + 1)
 
 
 def build_model(config: RunConfig, input_shape: tuple[int, ...], n_classes: int = 10) -> Any:
