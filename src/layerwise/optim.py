@@ -164,8 +164,7 @@ class SGD(Optimizer):
             self.nesterov,
             scalar(self.weight_decay),
             self.iterations == 1,
-            scalar(np.finfo(p.dtype).tiny / max(self.momentum, 1e-3)),  # below it, momentum·b is subnormal
-            scalar(0),
+            *_momentum_limits(p.dtype, float(self.momentum)),
         )
         return True
 
@@ -253,6 +252,13 @@ class Adam(Optimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.betas = tuple(self.betas)
+
+
+@functools.lru_cache(maxsize=32)
+def _momentum_limits(dtype: np.dtype, momentum: float) -> tuple[Any, ...]:
+    """SGD kernel's tiny_b, zero: below tiny_b, momentum·b would be subnormal."""
+    scalar = np.dtype(dtype).type
+    return scalar(float(np.finfo(dtype).tiny) / max(momentum, 1e-3)), scalar(0)
 
 
 @functools.lru_cache(maxsize=32)
