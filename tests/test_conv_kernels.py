@@ -13,19 +13,27 @@ import numpy as np
 import pytest
 
 import layerwise as lw
+from layerwise import kernels
+from layerwise.callbacks import Callback
 from layerwise.layers import _fast
+from layerwise.layers._fast import sliced
+from layerwise.layers.pooling import ReLUMaxPool2D
 
 needs_numba = pytest.mark.skipif(_fast.numba is None, reason="Numba not installed (pip install layerwise[fast])")
 
 
-@pytest.fixture(params=["one-thread", "split"])
+@pytest.fixture(params=["one-thread", "split", "sliced"])
 def threads(request, monkeypatch):
-    """Run the compiled kernels on the calling thread alone, or cut every pass into 3 uneven batch slices."""
-    if request.param == "split":
+    """Run the compiled kernels on the calling thread alone, or cut every pass into 3 uneven batch
+    slices; "sliced": as in training under ``one_blas_thread``, Conv2D's products too, a sample per chunk."""
+    if request.param == "one-thread":
+        monkeypatch.setattr(_fast, "PARALLEL_MIN_BYTES", 1 << 62)
+    else:
         monkeypatch.setattr(_fast, "PARALLEL_MIN_BYTES", 0)
         monkeypatch.setattr(_fast, "THREADS", 3)
-    else:
-        monkeypatch.setattr(_fast, "PARALLEL_MIN_BYTES", 1 << 62)
+    if request.param == "sliced":
+        monkeypatch.setattr(kernels, "_one_blas_thread", True)
+        monkeypatch.setattr(sliced, "CHUNK_BYTES", 1)
     return request.param
 
 
@@ -98,6 +106,7 @@ def test_conv2d_compiled_equals_numpy(filters, kernel, stride, padding, shape, d
 @pytest.mark.parametrize(("filters", "kernel", "stride", "padding", "shape"), CONV_CASES)
 def test_im2col_strategies_agree(filters, kernel, stride, padding, shape, monkeypatch):
     """Short window rows are copied column by column, long ones run by run: both fill cols alike."""
+    monkeypatch.setattr(_fast, "SMALL_PATCH", 0)  # always cut patches, even where conv_small would skip them
     layer = lw.Conv2D(filters, kernel, stride=stride, padding=padding)
     layer.build(shape[1:])
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
@@ -110,6 +119,18 @@ def test_im2col_strategies_agree(filters, kernel, stride, padding, shape, monkey
     layer.forward(x)
     np.testing.assert_array_equal(cols["runs"], layer.cols)
     np.testing.assert_array_equal(cols["columns"], layer.cols)
+
+
+@needs_numba
+def test_small_patches_skip_the_patch_matrix():
+    """LeNet's first layer (25 numbers per patch) takes conv_small; a stride of 2 or a big patch takes im2col."""
+    x = np.random.default_rng(0).random((3, 1, 28, 28)).astype(np.float32)
+    for layer, small in ((lw.Conv2D(6, 5, padding=2), True), (lw.Conv2D(6, 5, stride=2), False),
+                         (lw.Conv2D(6, 7), False)):  # fmt: skip
+        layer.build(x.shape[1:])
+        layer.forward(x, training=True)
+        assert layer._small is small
+        assert (layer.cols is None) is small
 
 
 @needs_numba
@@ -266,6 +287,73 @@ def test_training_a_cnn_compiled_equals_numpy(dtype, threads):
         model.fit(x, y, epochs=2, batch_size=16, verbose=0)
         weights[use_kernels] = net.flat_params.copy()
     np.testing.assert_allclose(weights[True], weights[False], rtol=10 * TOL[dtype], atol=10 * TOL[dtype])
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_and_maxpool_fused_equal_the_two_layers(dtype, threads):
+    """A network runs ReLU → MaxPool2D as one step; outputs and every gradient are bit for bit those of
+    the two layers run one by one (as they are while a hook observes the forward pass)."""
+    rng = np.random.default_rng(3)
+    net = lw.Sequential(
+        [lw.Conv2D(5, 3, padding=1), lw.ReLU(), lw.MaxPool2D(2), lw.Conv2D(4, 3), lw.ReLU(), lw.MaxPool2D(2, stride=1),
+         lw.Flatten(), lw.Dense(3)],
+        input_shape=(2, 9, 9), dtype=dtype, seed=2,
+    )  # fmt: skip
+    assert [type(step).__name__ for _, step in net._steps].count("ReLUMaxPool2D") == 2
+    x = rng.standard_normal((6, 2, 9, 9)).astype(dtype)
+    x[0, :, :4, :4] = -1.0  # windows where every value is negative: no gradient may pass
+    x[1, 0, :, :] = 0.0  # ties at 0
+    dy = rng.standard_normal((6, 3)).astype(dtype)
+
+    def run() -> tuple[np.ndarray, ...]:
+        y = net.forward(x, training=True)
+        dx = net.backward(dy.copy())
+        return y.copy(), dx.copy(), net.flat_grads.copy()
+
+    pools = [step.pool for _, step in net._steps if isinstance(step, ReLUMaxPool2D)]
+    fused = run()
+    assert all(pool.relu_fused for pool in pools)
+    handle = net.register_forward_hook(lambda layer, inp, out: None)  # forward layer by layer
+    separate = run()
+    assert not any(pool.relu_fused for pool in pools)
+    handle.remove()
+    for a, b in zip(fused, separate, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+def test_training_holds_blas_at_one_thread_only_for_networks_that_split_the_batch(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if _fast.threads() < 2:
+        pytest.skip("one core: the batch is never split")
+
+    def blas_threads() -> int:
+        return min(info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
+
+    seen: dict[str, tuple[bool, int]] = {}
+
+    class Spy(Callback):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen[self.name] = (kernels.one_blas_thread_active(), blas_threads())
+
+    before = blas_threads()
+    rng = np.random.default_rng(0)
+    cnn = lw.Sequential([lw.Conv2D(4, 3), lw.ReLU(), lw.MaxPool2D(2), lw.Conv2D(6, 3), lw.Flatten(), lw.Dense(2)],
+                        input_shape=(1, 10, 10), seed=0)  # fmt: skip
+    first_only = lw.Sequential([lw.Conv2D(4, 3), lw.ReLU(), lw.Flatten(), lw.Dense(2)], input_shape=(1, 6, 6), seed=0)
+    assert cnn.splits_batch and not first_only.splits_batch  # a first layer of 3x3 patches multiplies no patches
+    lw.Model(cnn).fit(rng.random((8, 1, 10, 10)), rng.integers(0, 2, 8), epochs=1, batch_size=4, verbose=0,
+                      callbacks=[Spy("cnn")])  # fmt: skip
+    lw.Model(first_only).fit(rng.random((8, 1, 6, 6)), rng.integers(0, 2, 8), epochs=1, batch_size=4, verbose=0,
+                             callbacks=[Spy("first_only")])  # fmt: skip
+    assert seen["cnn"] == (True, 1)
+    assert seen["first_only"] == (False, before)
+    assert blas_threads() == before and not kernels.one_blas_thread_active()  # restored after fit
 
 
 def test_kernels_follow_the_environment_switch(monkeypatch):

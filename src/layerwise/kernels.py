@@ -13,7 +13,9 @@ stays the reference and is tested against them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -83,3 +85,41 @@ if numba is not None:
     sgd_kernel = _jit(_sgd)
 else:  # pragma: no cover
     adam_kernel = sgd_kernel = None
+
+
+# -- one pool of threads: BLAS on one thread while our kernels share the batch ---------------
+# A CNN step alternates matrix products (BLAS, split over the cores by BLAS's own threads)
+# with passes over memory (split by ours).  Two pools taking turns on the same cores lose
+# time: a BLAS thread busy-waits after each product and slows our passes down, and each
+# pass walks the whole batch's patch matrix between products.  During training, a network
+# whose layers can share the batch themselves (``Conv2D`` with the compiled kernels) runs
+# with BLAS held at one thread; each of our threads then takes a slice of the batch and
+# multiplies its own chunks while they are in its core's cache (``layers/_fast/sliced.py``).
+_one_blas_thread = False
+
+
+def one_blas_thread_active() -> bool:
+    """True inside ``one_blas_thread()``: BLAS runs on one thread, layers split the batch themselves."""
+    return _one_blas_thread
+
+
+@contextlib.contextmanager
+def one_blas_thread(active: bool = True) -> Iterator[None]:
+    """Hold BLAS at one thread (threadpoolctl) for the duration; does nothing when ``active`` is
+    False, when already inside, with a single core, or without threadpoolctl installed."""
+    global _one_blas_thread
+    threads = numba.config.NUMBA_NUM_THREADS if numba is not None else 1
+    if not active or _one_blas_thread or threads < 2:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional (``pip install layerwise[fast]``): the batch stays whole
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        _one_blas_thread = True
+        try:
+            yield
+        finally:
+            _one_blas_thread = False

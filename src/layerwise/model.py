@@ -26,6 +26,7 @@ from .callbacks import Callback, History, check_callbacks
 from .errors import ConfigError, DivergenceError, printable
 from .guards import check_input_scale, check_output_for_loss
 from .inference import Inference, result
+from .kernels import one_blas_thread
 from .losses import get_loss
 from .network import Sequential
 from .optim import Optimizer, get_optimizer
@@ -139,7 +140,7 @@ class Model(Inference):
             # so NumPy's RuntimeWarnings would only be noise in front of it.
             self._bar = None
             try:
-                with np.errstate(over="ignore", invalid="ignore"):
+                with np.errstate(over="ignore", invalid="ignore"), one_blas_thread(self.net.splits_batch):
                     logs = self._train_epoch(x, y, weights, epoch, epochs, batch_size, shuffle, verbose, resume)
                     self._check_last_update(epoch)
                 resume = None

@@ -72,6 +72,7 @@ class Sequential:
         check_linear_stacks(self.layers)
         self._pack()
         self._plan_in_place()
+        self._plan_steps()
         # Layers before the first one with parameters need no backward pass in training.
         with_params = [i for i, layer in enumerate(self.layers) if layer.params]
         self._first_trainable = with_params[0] if with_params else len(self.layers)
@@ -150,6 +151,27 @@ class Sequential:
                 self._copy_output = layer.keeps_output
                 break
 
+    def _plan_steps(self) -> None:
+        """What forward and backward run: each layer, or a layer and the next one fused (``fuse_previous``).
+
+        ``_steps`` holds (index of the step's first layer, the step).  Only layers without
+        parameters are fused, so the first trainable layer is always a step of its own.
+        """
+        self._steps: list[tuple[int, Layer]] = []
+        i, layers = 0, self.layers
+        while i < len(layers):
+            pair = layers[i : i + 2]
+            fusable = len(pair) == 2 and not pair[0].params and not pair[1].params
+            fused = pair[1].fuse_previous(pair[0]) if fusable else None
+            self._steps.append((i, fused or layers[i]))
+            i += 2 if fused else 1
+
+    @property
+    def splits_batch(self) -> bool:
+        """Does a layer share the batch between threads itself?  Then training holds BLAS at one
+        thread (``layerwise.kernels.one_blas_thread``)."""
+        return any(layer.splits_batch for layer in self.layers)
+
     def set_rng(self, rng: np.random.Generator) -> None:
         """The generator that layers drawing random numbers in training (Dropout) use."""
         for layer in self.layers:
@@ -166,8 +188,8 @@ class Sequential:
             from .trace import observed_forward
 
             return observed_forward(self, x, training)
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        for _, step in self._steps:
+            x = step.forward(x, training)
         return x.copy() if self._copy_output else x
 
     def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
@@ -181,8 +203,10 @@ class Sequential:
 
             return observed_backward(self, dy)
         stop = 0 if need_input_grad else self._first_trainable
-        for i in range(len(self.layers) - 1, stop - 1, -1):
-            dy = self.layers[i].backward(dy, need_dx=need_input_grad or i > stop)
+        for i, step in reversed(self._steps):
+            if i < stop:
+                break
+            dy = step.backward(dy, need_dx=need_input_grad or i > stop)
         return dy
 
     __call__ = forward

@@ -71,6 +71,9 @@ class Layer:
     casts_input: ClassVar[bool] = False
     #: Draws random numbers in training (Dropout): the network hands it ``rng``.
     uses_rng: ClassVar[bool] = False
+    #: Cuts a training batch between threads itself and wants BLAS on one thread (see
+    #: ``layerwise.kernels.one_blas_thread``); compiled Conv2D layers that multiply patches.
+    splits_batch: bool = False
     #: The name under which ``register_layer`` put the class (set by the decorator).
     registered_name: ClassVar[str | None] = None
 
@@ -116,6 +119,14 @@ class Layer:
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         raise NotImplementedError
+
+    def fuse_previous(self, previous: Layer) -> Layer | None:
+        """A layer that does ``previous`` and then this one in one pass, or None (the default).
+
+        A network runs it in place of the two (same results, fewer passes over memory);
+        hooks and traces still see the two layers one by one.
+        """
+        return None
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``forward``, building the layer from ``x.shape[1:]`` first if needed (as Keras does)."""

@@ -36,7 +36,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
+from ..kernels import one_blas_thread_active
 from . import _fast
+from ._fast import sliced
 from .base import Layer, Shape, expect_rank, pair, positive_int, register_layer
 
 Padding = tuple[int, int, int, int]  # top, bottom, left, right
@@ -154,6 +156,14 @@ class Conv2D(Layer):
         ph, pw = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
         return (ph, ph, pw, pw)
 
+    @property
+    def splits_batch(self) -> bool:  # type: ignore[override]
+        """With the compiled kernels and patches to multiply, training shares the batch between threads."""
+        if not self.use_kernels or self.input_shape is None:
+            return False
+        (kh, kw), C = self.kernel_size, self.input_shape[0]
+        return not (self.stride == (1, 1) and kh * kw * C <= _fast.SMALL_PATCH)
+
     def output_shape(self, input_shape: Shape) -> Shape:
         expect_rank(self, input_shape, (3,), " (images are (channels, height, width))")
         _, H, W = input_shape
@@ -196,8 +206,21 @@ class Conv2D(Layer):
                 f"Conv2D: x must have shape (batch, {', '.join(map(str, self.input_shape))}), got {x.shape}"
             )
         B, F, (OH, OW) = len(x), self.filters, self._out_hw
-        W_rows = self._filter_rows()  # (F, kh·kw·C)
         self._x_shape = x.shape
+        (kh, kw), C = self.kernel_size, x.shape[1]
+        self._small = self.use_kernels and self.stride == (1, 1) and kh * kw * C <= _fast.SMALL_PATCH
+        if self._small:  # the same sums straight from the image, no patch matrix (see _fast.conv_small)
+            self._x, self.cols = x, None
+            dtype = np.result_type(x.dtype, self.dtype)
+            W, b = self.params["W"].astype(dtype, copy=False), self.params["b"].astype(dtype, copy=False)
+            return _fast.conv_small(x.astype(dtype, copy=False), W, b, self._pads, self._out_hw)
+        W_rows = self._filter_rows()  # (F, kh·kw·C)
+        self._sliced = self.use_kernels and one_blas_thread_active()
+        if self._sliced:  # the same products, chunk by chunk on our threads (see _fast/sliced.py)
+            dtype = np.result_type(x.dtype, self.dtype)
+            self.cols = self._scratch.get("cols", (B * OH * OW, W_rows.shape[1]), dtype)
+            return sliced.conv_forward(x, W_rows, self.params["b"], self.kernel_size, self.stride, self._pads,
+                                       self._out_hw, self.cols)  # fmt: skip
         self.cols = self._patches(x)  # (B·OH·OW, kh·kw·C), kept for dW
         y = self.cols @ W_rows.T  # Dense.forward on the patches: (B·OH·OW, F)
         if self.use_kernels:
@@ -215,12 +238,27 @@ class Conv2D(Layer):
                 f"Conv2D: dy must have the output's shape {(self._x_shape[0], F, *self._out_hw)}, got {np.shape(dy)}"
             )
         dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, F)  # a view when dy has our forward's layout
-        dW_rows = np.matmul(dy_rows.T, self.cols, out=self._scratch.get("dW", self._W_rows.shape, self.dtype))
-        # db = 1ᵀ·dy: as a matrix product several times faster than np.sum over the rows.
-        np.matmul(self._scratch.ones(len(dy_rows), dy_rows.dtype), dy_rows, out=self.grads["b"])
-        self.grads["W"][...] = dW_rows.reshape(F, kh, kw, C).transpose(0, 3, 1, 2)  # back to (F, C, kh, kw)
-        if not need_dx:
-            return None
+        if self._small:
+            dW, db = _fast.conv_small_grads(self._x, dy, self.kernel_size, self._pads)
+            self.grads["W"][...], self.grads["b"][...] = dW, db
+            if not need_dx:
+                return None
+            self._filter_rows()
+        elif self._sliced:
+            dW_rows, self.grads["b"][...], dx = sliced.conv_backward(
+                dy_rows, self.cols, self._W_rows, self._x_shape, self.kernel_size, self.stride, self._pads,
+                self._out_hw, need_dx,
+            )  # fmt: skip
+            self.grads["W"][...] = dW_rows.reshape(F, kh, kw, C).transpose(0, 3, 1, 2)
+            return dx
+        else:
+            W_rows = self._W_rows
+            dW_rows = np.matmul(dy_rows.T, self.cols, out=self._scratch.get("dW", W_rows.shape, self.dtype))
+            # db = 1ᵀ·dy: as a matrix product several times faster than np.sum over the rows.
+            np.matmul(self._scratch.ones(len(dy_rows), dy_rows.dtype), dy_rows, out=self.grads["b"])
+            self.grads["W"][...] = dW_rows.reshape(F, kh, kw, C).transpose(0, 3, 1, 2)  # back to (F, C, kh, kw)
+            if not need_dx:
+                return None
         shape = (len(dy_rows), self._W_rows.shape[1])  # (B·OH·OW, kh·kw·C), as cols
         dcols = np.matmul(dy_rows, self._W_rows, out=self._scratch.get("dcols", shape, dy_rows.dtype))
         return self._sum_patches(dcols)  # Dense's dx per patch (with forward's filters), added back

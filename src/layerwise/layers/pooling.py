@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 from . import _fast
+from .activations import ReLU
 from .base import Layer, Shape, expect_rank, pair, register_layer
 
 
@@ -65,24 +66,36 @@ class MaxPool2D(_Pool2D):
 
     def __init__(self, pool_size: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None = None) -> None:
         super().__init__(pool_size, stride)
+        self.relu_fused = False  # did the last forward pass also apply the ReLU before it?
         # Compiled kernels (``_fast``) where Numba is installed; False forces the NumPy reference.
         self.use_kernels = _fast.enabled()
         self._scratch = _fast.Scratch()  # the winners' offsets, reused while the batch size repeats
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self._forward(x, relu=False)
+
+    def _forward(self, x: np.ndarray, relu: bool) -> np.ndarray:
+        """forward; with relu (compiled kernels only) that of ReLU followed by this layer (``ReLUMaxPool2D``)."""
         x = np.asarray(x)
         self._x_shape = x.shape
         self._compiled = self.use_kernels  # backward must read the winners the way forward stored them
+        self.relu_fused = relu
         if self._compiled:
             B, C, OH, OW = x.shape[0], *self.output_shape(x.shape[1:])
             offsets = np.int8 if self.pool_size[0] * self.pool_size[1] <= 127 else np.int32
             self._argmax = self._scratch.get("argmax", (B, OH, OW, C), np.dtype(offsets))
-            return _fast.maxpool(x, self.pool_size, self.stride, self._argmax)
+            return _fast.maxpool(x, self.pool_size, self.stride, self._argmax, relu=relu)
+        if relu:
+            raise ConfigError("MaxPool2D: a ReLU is merged into the pooling only by the compiled kernels")
         windows = self._windows(x)
         B, C, OH, OW, ph, pw = windows.shape
         flat = windows.reshape(B, C, OH, OW, ph * pw)  # a copy unless windows tile x exactly
         self._argmax = flat.argmax(axis=-1)  # which offset won, per window
         return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
+
+    def fuse_previous(self, previous: Layer) -> Layer | None:
+        """After a ReLU: one pass does both (``ReLUMaxPool2D``), where the compiled kernels run."""
+        return ReLUMaxPool2D(previous, self) if isinstance(previous, ReLU) else None
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not need_dx:
@@ -98,6 +111,34 @@ class MaxPool2D(_Pool2D):
         for k, where in self._offsets(dy.shape):
             dx[where] += np.where(self._argmax == k, dy, 0)
         return dx
+
+
+class ReLUMaxPool2D(Layer):
+    """ReLU followed by MaxPool2D in one pass, which a network runs in place of the two layers.
+
+    max over a window of relu(x) = relu(max over the window of x): the pooling kernel
+    finds the window's maximum and clamps it at 0, and the ReLU's own passes over its
+    full-size input and gradient disappear.  The gradient is unchanged: dy goes to the
+    window's first maximum when that is positive, else nowhere (the ReLU would have
+    zeroed it), as ``arg`` = -1 records.  Results are bit-identical to the two layers'
+    (``tests/test_conv_kernels.py``).  Without the compiled kernels it runs the two layers.
+    """
+
+    def __init__(self, relu: ReLU, pool: MaxPool2D) -> None:
+        super().__init__()
+        self.relu, self.pool = relu, pool
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if self.pool.use_kernels:
+            return self.pool._forward(x, relu=True)
+        return self.pool.forward(self.relu.forward(x, training), training)
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        if not need_dx:
+            return None
+        dx = self.pool.backward(dy)
+        # A forward pass observed layer by layer (hooks) ran the ReLU on its own: so must backward.
+        return dx if self.pool.relu_fused else self.relu.backward(dx)
 
 
 @register_layer

@@ -5,14 +5,17 @@ time goes into the passes over memory around them.  NumPy makes several of
 those per operation (padding copy, strided window view copied by ``reshape``,
 one strided ``+=`` per kernel offset in col2im, a mask per window offset in
 pooling); each compiled kernel (``conv_kernels.py``, ``pool_kernels.py``) makes one,
-sample by sample, while the sample is still in the core's cache, and a convolution
-with small patches (a first layer's 5x5 of one channel) skips the patches altogether.
+sample by sample, while the sample is still in the core's cache; a convolution
+with small patches (a first layer's 5x5 of one channel) skips the patches altogether,
+and a ReLU before a max pooling is applied by the pooling pass.
 This module holds the wrappers the layers call.  The NumPy code in ``conv.py`` and
 ``pooling.py`` is the reference: ``tests/test_conv_kernels.py`` checks that both give
 the same numbers.
 
 Threads: a big pass is cut into batch slices that run at once on ``threads()``
-threads (the kernels release the GIL).  Not Numba's ``parallel=True``: its
+threads (the kernels release the GIL).  In training, a network with Conv2D layers
+that multiply patches holds BLAS at one thread and those layers cut their matrix
+products into the same slices (``sliced.py``): one pool of threads does all the work.  Not Numba's ``parallel=True``: its
 default OpenMP workers spin after each loop and fight OpenBLAS's threads for
 the same cores (epochs several times slower on a busy machine), and its
 ``workqueue`` layer aborts the process when two threads launch kernels at once.
@@ -46,6 +49,8 @@ __all__ = [
     "add_bias",
     "channels_last",
     "col2im",
+    "conv_small",
+    "conv_small_grads",
     "enabled",
     "im2col",
     "is_channels_last",
@@ -105,13 +110,14 @@ if numba is not None:
     _col2im_kernel = conv_kernels.col2im_kernel
     _im2col_columns_kernel = conv_kernels.im2col_columns_kernel
     _im2col_runs_kernel = conv_kernels.im2col_runs_kernel
-    _maxpool_kernel = pool_kernels.maxpool_kernel
-    _maxpool_backward_kernel = pool_kernels.maxpool_backward_kernel
 
 
 # -- settings, and sharing a pass between threads ---------------------------------------------
 #: Window rows of at most this many numbers (kw·C) are copied column by column (see _im2col_columns).
 SHORT_RUN = 8
+#: Stride-1 convolutions whose patches hold at most this many numbers (kh·kw·C) skip the
+#: patch matrix (``conv_small``): LeNet's and the Keras example's first layers (25 and 9).
+SMALL_PATCH = 32
 #: Passes over less memory than this run on the calling thread alone: waking another
 #: thread costs more than it saves.  (Tests set 0 to force the split.)
 PARALLEL_MIN_BYTES = 256 * 1024
@@ -170,6 +176,60 @@ def im2col(
     return out
 
 
+def conv_small(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, pads: tuple[int, int, int, int], out_hw: tuple[int, int]
+) -> np.ndarray:
+    """Stride-1 convolution without patches (see ``conv_kernels.small_conv_kernels``), for small C·kh·kw.
+
+    x (B, C, H, W), W (F, C, kh, kw), b (F,) -> y (B, F, OH, OW), a new NCHW view of channels-last memory.
+    """
+    B, C, H, Wd = x.shape
+    F, _, kh, kw = W.shape
+    OH, OW = out_hw
+    rows = channels_last(x).reshape(B, H, Wd * C)
+    Wt = np.empty((kh, kw, C, OW, F), W.dtype)  # each tap's filter row, repeated per output column
+    Wt[...] = W.transpose(2, 3, 1, 0)[:, :, :, None, :]
+    bt = np.ascontiguousarray(np.broadcast_to(b, (OW, F)), dtype=W.dtype).reshape(OW * F)
+    y = np.empty((B, OH, OW * F), W.dtype)
+    xe_shape = (C, OH + kh - 1, (OW + kw - 1) * F)
+    kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OW)[0]
+
+    def run(lo: int, hi: int) -> None:
+        xe = np.empty(xe_shape, W.dtype)
+        kernel(rows[lo:hi], pads[0], pads[2], Wt.reshape(kh, kw, C, OW * F), bt, y[lo:hi], xe)
+
+    _over_batch(B, y.nbytes, run)
+    return y.reshape(B, OH, OW, F).transpose(0, 3, 1, 2)
+
+
+def conv_small_grads(
+    x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The filter and bias gradients of ``conv_small``: x (B, C, H, W), dy (B, F, OH, OW) -> dW (F, C, kh, kw), db (F,).
+
+    Each thread sums its batch slice into its own accumulator; the slices are added in a fixed order.
+    """
+    B, C, H, Wd = x.shape
+    F, OH, OW = dy.shape[1:]
+    kh, kw = kernel
+    rows = channels_last(x).reshape(B, H, Wd * C)
+    dy_rows = channels_last(dy).reshape(B, OH, OW * F)
+    xe_shape = (C, OH + kh - 1, (OW + kw - 1) * F)
+    partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    grads_kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OW)[1]
+
+    def run(lo: int, hi: int) -> None:
+        acc, bacc = np.zeros((kh, kw, C, OW * F), dy.dtype), np.zeros(OW * F, dy.dtype)
+        xe = np.empty(xe_shape, dy.dtype)
+        grads_kernel(rows[lo:hi], dy_rows[lo:hi], pads[0], pads[2], acc, bacc, xe)
+        partial[lo] = acc, bacc
+
+    _over_batch(B, dy.nbytes, run)
+    acc, bacc = (sum(part[k] for _, part in sorted(partial.items())) for k in (0, 1))
+    dW = acc.reshape(kh, kw, C, OW, F).sum(axis=3).transpose(3, 2, 0, 1)  # (F, C, kh, kw)
+    return dW, bacc.reshape(OW, F).sum(axis=0)
+
+
 def add_bias(y: np.ndarray, b: np.ndarray) -> np.ndarray:
     """y (N, F) += b (F,) in place (about twice as fast as NumPy's ``y += b`` for F of 6 to 64); returns y."""
 
@@ -206,20 +266,24 @@ def col2im(
     return dx.reshape(B, H, W, C).transpose(0, 3, 1, 2)
 
 
-def maxpool(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], arg: np.ndarray) -> np.ndarray:
+def maxpool(
+    x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], arg: np.ndarray, relu: bool = False
+) -> np.ndarray:
     """x (B, C, H, W) -> y (B, C, OH, OW), the largest value of each window; fills ``arg``.
 
-    arg: (B, OH, OW, C) integer array that receives each window's winning offset
-    u·pw + v (the first on ties).  y is a new NCHW view of channels-last memory.
+    arg: (B, OH, OW, C) int8/int32 array that receives each window's winning offset
+    u·pw + v (the first on ties).  relu: y = max(that value, 0), and arg = -1 where
+    that is 0 (max(relu(x)) in one pass).  y is a new NCHW view of channels-last memory.
     """
     B, C, H, W = x.shape
     (ph, pw), (sh, sw) = pool, stride
     x_nhwc = channels_last(x)  # a view after a Conv2D; strided loops would be several times slower
     y = new_image((B, C, (H - ph) // sh + 1, (W - pw) // sw + 1), x.dtype)
     y_nhwc = y.transpose(0, 2, 3, 1)
+    kernel, zero = pool_kernels.maxpool_kernels(C, ph, pw, sh, sw, relu)[0], x.dtype.type(0)
 
     def run(lo: int, hi: int) -> None:
-        _maxpool_kernel(x_nhwc[lo:hi], ph, pw, sh, sw, y_nhwc[lo:hi], arg[lo:hi])
+        kernel(x_nhwc[lo:hi], y_nhwc[lo:hi], arg[lo:hi], zero)
 
     _over_batch(B, x.nbytes, run)
     return y
@@ -234,9 +298,13 @@ def maxpool_backward(
     """
     dx = new_image(x_shape, dy.dtype)
     dy_nhwc, dx_nhwc = channels_last(dy), dx.transpose(0, 2, 3, 1)  # dy from a Flatten is NCHW: one small copy
+    B, C, H, W = x_shape
+    kernel, zero = pool_kernels.maxpool_kernels(C, *pool, *stride, False)[1], dy.dtype.type(0)
+    if pool == stride:
+        dx_nhwc = dx_nhwc.reshape(B, H, W * C)  # the tiled kernel writes whole rows
 
     def run(lo: int, hi: int) -> None:
-        _maxpool_backward_kernel(dy_nhwc[lo:hi], arg[lo:hi], *pool, *stride, dx_nhwc[lo:hi])
+        kernel(dy_nhwc[lo:hi], arg[lo:hi], dx_nhwc[lo:hi], zero)
 
     _over_batch(len(dx), dx.nbytes, run)
     return dx

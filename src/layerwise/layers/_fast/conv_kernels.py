@@ -5,6 +5,8 @@ wrappers in ``__init__`` cut their work into batch slices.  Images arrive as cha
 rows, (B, H, W·C): x[b, r, w·C + c] is channel c of pixel (r, w).
 """
 
+import functools
+
 import numpy as np
 
 from ...kernels import numba
@@ -100,9 +102,85 @@ def _add_bias(y, b):  # pragma: no cover (compiled)
             y[n, f] += b[f]
 
 
+# -- small patches: the same sums straight from the image ---------------------------------------
+# A first layer on grey images has patches of 9 or 25 numbers: copying them into a patch
+# matrix costs more than the arithmetic, and a product with K = 9 or 25 runs BLAS at a
+# fifth of its speed.  For stride 1, one output row (OW pixels × F filters, contiguous in
+# channels-last memory) is instead a sum of kh·kw·C shifted input rows times weight rows:
+#     y[n, i, j·F + f] = b[f] + Σ_{u, c, v} xe[c, i + u, (j + v)·F + f] · Wt[u, v, c, j·F + f]
+# where xe repeats each zero-padded input pixel F times and Wt repeats W[f, c, u, v] once
+# per output column.  The loop over t = j·F + f is contiguous and vectorises; each output
+# number is summed in a register over all kh·kw·C terms and stored once.  The filter
+# gradient is the same loop with the roles of y and Wt swapped.
+#
+# The sizes are compile-time constants (one compiled kernel per layer shape): with them
+# the compiler unrolls the taps and vectorises, 4-5 times faster than with run-time sizes.
+
+
+def _expand(x, n, C, F, pt, pl, xe):  # pragma: no cover (compiled)
+    # xe (C, Hp, Wp·F) <- sample n of x (B, H, W·C): zero-padded, each pixel repeated F times.
+    H, W = x.shape[1], x.shape[2] // C
+    Hp, Wp = xe.shape[1], xe.shape[2] // F
+    xe[...] = 0
+    for c in range(C):
+        for r in range(max(0, pt), min(Hp, H + pt)):
+            for col in range(max(0, pl), min(Wp, W + pl)):
+                value = x[n, r - pt, (col - pl) * C + c]
+                for f in range(F):
+                    xe[c, r, col * F + f] = value
+
+
+def small_conv_kernels(C, F, kh, kw, OW):  # noqa: N803 (the formula's names)
+    """(forward, grads) kernels for one layer shape: C channels, F filters, kh × kw, OW output columns."""
+    OWF = OW * F
+    expand = _expand
+
+    def forward(x, pt, pl, Wt, bt, y, xe):  # pragma: no cover (compiled)
+        # x (B, H, W·C) -> y (B, OH, OW·F); Wt (kh, kw, C, OW·F), bt (OW·F,), xe: scratch.
+        B, OH = y.shape[0], y.shape[1]
+        for n in range(B):
+            expand(x, n, C, F, pt, pl, xe)
+            for i in range(OH):
+                out = y[n, i]
+                for t in range(OWF):
+                    s = bt[t]
+                    for u in range(kh):
+                        for c in range(C):
+                            for v in range(kw):
+                                s += xe[c, i + u, v * F + t] * Wt[u, v, c, t]
+                    out[t] = s
+
+    def grads(x, dy, pt, pl, acc, bacc, xe):  # pragma: no cover (compiled)
+        # acc (kh, kw, C, OW·F) += Σ_{n, i} dy[n, i, t] · xe[c, i + u, v·F + t];  bacc (OW·F,) += Σ dy.
+        # The OW copies of each filter are added up afterwards (``conv_small_grads``).
+        B, OH = dy.shape[0], dy.shape[1]
+        for n in range(B):
+            expand(x, n, C, F, pt, pl, xe)
+            d = dy[n]
+            for t in range(OWF):
+                s = bacc[t]
+                for i in range(OH):
+                    s += d[i, t]
+                bacc[t] = s
+            for i in range(OH):
+                for u in range(kh):
+                    for c in range(C):
+                        for v in range(kw):
+                            a = acc[u, v, c]
+                            for t in range(OWF):
+                                a[t] += d[i, t] * xe[c, i + u, v * F + t]
+
+    return _jit_fma(forward), _jit_fma(grads)
+
+
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
+    _expand = _jit(_expand)  # called from the kernels below
     im2col_runs_kernel = _jit(_im2col_runs)
     im2col_columns_kernel = _jit(_im2col_columns)
     col2im_kernel = _jit(_col2im)
     add_bias_kernel = _jit(_add_bias)
+    # "contract" lets a multiply and its add become one FMA instruction (same result on every run).
+    # Not cached on disk: Numba cannot cache kernels made by a factory (compiling one takes ~0.5 s).
+    _jit_fma = numba.njit(nogil=True, fastmath={"contract"})
+    small_conv_kernels = functools.lru_cache(maxsize=32)(small_conv_kernels)

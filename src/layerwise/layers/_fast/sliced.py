@@ -1,0 +1,105 @@
+"""Conv2D's patch path with the batch shared between our threads, BLAS on one thread.
+
+Used in training while ``layerwise.kernels.one_blas_thread()`` holds BLAS at one thread
+(see there for why).  Each thread takes a slice of the batch: forward cuts its patches,
+multiplies them by the filters and adds the bias; backward computes the slice's share of
+dW and db and, when dx is needed, the patch gradients, which it adds back into dx
+(col2im) at once.  The same formulas as ``Conv2D`` (forward ``y = cols·W_rowsᵀ + b``,
+backward ``dW = dyᵀ·cols``, ``dcols = dy·W_rows``); only the order of work differs.
+
+Each thread's dW and db are summed in a fixed order: the result does not depend on
+which thread finished first (it does on how many threads there are, as with BLAS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _fast
+from . import conv_kernels
+
+#: A slice is worked through in chunks of at most about this many bytes of patches, which
+#: bounds the patch gradient each thread holds.  Smaller chunks, meant to stay in a core's
+#: cache, measured slower: BLAS runs best on the largest products.
+CHUNK_BYTES = 8 << 20
+
+
+def _chunk(per_sample_bytes: int) -> int:
+    return max(1, CHUNK_BYTES // max(per_sample_bytes, 1))
+
+
+def conv_forward(
+    x: np.ndarray,
+    W_rows: np.ndarray,  # noqa: N803
+    b: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+    cols: np.ndarray,
+) -> np.ndarray:
+    """x (B, C, H, W) -> y (B, F, OH, OW), an NCHW view of channels-last memory; fills cols (B·OH·OW, kh·kw·C)."""
+    B, C, H, W = x.shape
+    F = len(W_rows)
+    per_sample = out_hw[0] * out_hw[1]
+    rows = _fast.channels_last(x).reshape(B, H, W * C)
+    y = np.empty((B * per_sample, F), cols.dtype)
+    cut = conv_kernels.im2col_columns_kernel if kernel[1] * C <= _fast.SHORT_RUN else conv_kernels.im2col_runs_kernel
+    W_cols = W_rows.T  # noqa: N806 (K, F), a view: BLAS reads it transposed
+    step = _chunk(cols[:per_sample].nbytes)
+
+    def run(lo: int, hi: int) -> None:
+        for s in range(lo, hi, step):
+            e = min(hi, s + step)
+            c, out = cols[s * per_sample : e * per_sample], y[s * per_sample : e * per_sample]
+            cut(rows[s:e], C, *kernel, *stride, pads[0], pads[2], *out_hw, c)
+            np.matmul(c, W_cols, out=out)
+            conv_kernels.add_bias_kernel(out, b)
+
+    _fast._over_batch(B, cols.nbytes, run)
+    return y.reshape(B, *out_hw, F).transpose(0, 3, 1, 2)
+
+
+def conv_backward(
+    dy_rows: np.ndarray,
+    cols: np.ndarray,
+    W_rows: np.ndarray,  # noqa: N803
+    x_shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+    need_dx: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """dy_rows (B·OH·OW, F), forward's cols -> (dW_rows (F, kh·kw·C), db (F,), dx (B, C, H, W) or None)."""
+    B, C, H, W = x_shape
+    F, K = W_rows.shape
+    per_sample = out_hw[0] * out_hw[1]
+    dx = np.empty((B, H, W * C), dy_rows.dtype) if need_dx else None
+    step = _chunk(cols[:per_sample].nbytes)
+    partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def run(lo: int, hi: int) -> None:
+        dW, db = np.zeros((F, K), dy_rows.dtype), np.zeros(F, dy_rows.dtype)  # noqa: N806
+        product = np.empty((F, K), dy_rows.dtype)
+        ones = np.ones(step * per_sample, dy_rows.dtype)
+        dcols = np.empty((step * per_sample, K), dy_rows.dtype) if need_dx else None
+        for s in range(lo, hi, step):
+            e = min(hi, s + step)
+            d, c = dy_rows[s * per_sample : e * per_sample], cols[s * per_sample : e * per_sample]
+            dW += np.matmul(d.T, c, out=product)
+            db += ones[: len(d)] @ d  # 1ᵀ·dy: a product is several times faster than a sum over rows
+            if dcols is not None:
+                dc = np.matmul(d, W_rows, out=dcols[: len(d)])
+                conv_kernels.col2im_kernel(dc, C, *kernel, *stride, pads[0], pads[2], *out_hw, dx[s:e])
+        partial[lo] = dW, db
+
+    _fast._over_batch(B, cols.nbytes, run)
+    parts = [partial[lo] for lo in sorted(partial)]
+    dW_rows, db = parts[0]  # noqa: N806
+    for more_dW, more_db in parts[1:]:  # noqa: N806
+        dW_rows += more_dW
+        db += more_db
+    if dx is None:
+        return dW_rows, db, None
+    return dW_rows, db, dx.reshape(B, H, W, C).transpose(0, 3, 1, 2)
