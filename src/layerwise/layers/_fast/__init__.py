@@ -194,7 +194,7 @@ def conv_small(
     bt = np.ascontiguousarray(np.broadcast_to(b, (OW, F)), dtype=W.dtype).reshape(OW * F)
     y = np.empty((B, OH, OW * F), W.dtype)
     xe_shape = (C, OH + kh - 1, (OW + kw - 1) * F)
-    kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OW)[0]
+    kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)[0]
 
     def run(lo: int, hi: int) -> None:
         xe = np.empty(xe_shape, W.dtype)
@@ -218,7 +218,7 @@ def conv_small_grads(
     dy_rows = channels_last(dy).reshape(B, OH, OW * F)
     xe_shape = (C, OH + kh - 1, (OW + kw - 1) * F)
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    grads_kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OW)[1]
+    grads_kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)[1]
 
     def run(lo: int, hi: int) -> None:
         acc, bacc = np.zeros((kh, kw, C, OW * F), dy.dtype), np.zeros(OW * F, dy.dtype)

@@ -130,14 +130,14 @@ def _expand(x, n, C, F, pt, pl, xe):  # pragma: no cover (compiled)
                     xe[c, r, col * F + f] = value
 
 
-def small_conv_kernels(C, F, kh, kw, OW):  # noqa: N803 (the formula's names)
-    """(forward, grads) kernels for one layer shape: C channels, F filters, kh × kw, OW output columns."""
+def small_conv_kernels(C, F, kh, kw, OH, OW):  # noqa: N803 (the formula's names)
+    """(forward, grads) kernels for one layer shape: C channels, F filters, kh × kw, OH × OW outputs."""
     OWF = OW * F
     expand = _expand
 
     def forward(x, pt, pl, Wt, bt, y, xe):  # pragma: no cover (compiled)
         # x (B, H, W·C) -> y (B, OH, OW·F); Wt (kh, kw, C, OW·F), bt (OW·F,), xe: scratch.
-        B, OH = y.shape[0], y.shape[1]
+        B = y.shape[0]
         for n in range(B):
             expand(x, n, C, F, pt, pl, xe)
             for i in range(OH):
@@ -153,7 +153,7 @@ def small_conv_kernels(C, F, kh, kw, OW):  # noqa: N803 (the formula's names)
     def grads(x, dy, pt, pl, acc, bacc, xe):  # pragma: no cover (compiled)
         # acc (kh, kw, C, OW·F) += Σ_{n, i} dy[n, i, t] · xe[c, i + u, v·F + t];  bacc (OW·F,) += Σ dy.
         # The OW copies of each filter are added up afterwards (``conv_small_grads``).
-        B, OH = dy.shape[0], dy.shape[1]
+        B = dy.shape[0]
         for n in range(B):
             expand(x, n, C, F, pt, pl, xe)
             d = dy[n]
@@ -162,13 +162,15 @@ def small_conv_kernels(C, F, kh, kw, OW):  # noqa: N803 (the formula's names)
                 for i in range(OH):
                     s += d[i, t]
                 bacc[t] = s
-            for i in range(OH):
-                for u in range(kh):
-                    for c in range(C):
-                        for v in range(kw):
-                            a = acc[u, v, c]
-                            for t in range(OWF):
-                                a[t] += d[i, t] * xe[c, i + u, v * F + t]
+            for u in range(kh):
+                for c in range(C):
+                    for v in range(kw):
+                        a = acc[u, v, c]
+                        for t in range(OWF):
+                            s = a[t]
+                            for i in range(OH):  # OH is a constant: this sum unrolls, t vectorises
+                                s += d[i, t] * xe[c, i + u, v * F + t]
+                            a[t] = s
 
     return _jit_fma(forward), _jit_fma(grads)
 
