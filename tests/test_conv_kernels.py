@@ -393,3 +393,24 @@ def test_wrong_shapes_are_shape_errors_not_crashes(use_kernels):
     if use_kernels:
         with pytest.raises(lw.errors.ShapeError, match="dy must have the output's shape"):
             pool.backward(np.zeros((2, 3, 4, 4), np.float32))
+
+
+def test_threads_option_sets_blas_and_kernel_threads(monkeypatch):
+    """``--threads N`` governs the compiled kernels' threads as well as BLAS's."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import argparse
+
+    from layerwise.cli.common import set_threads
+
+    monkeypatch.setattr(_fast, "THREADS", None)
+    before = {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info()}
+    try:
+        set_threads(argparse.Namespace(threads=1))
+        assert _fast.threads() == 1
+        assert all(info["num_threads"] == 1 for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
+        with kernels.one_blas_thread():
+            assert not kernels.one_blas_thread_active()  # one kernel thread: nothing to split
+    finally:  # set_threads changes the whole process: give the other tests their threads back
+        for info in threadpoolctl.threadpool_info():
+            threadpoolctl.threadpool_limits(limits={info["prefix"]: before[info["filepath"]]})
+    assert {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info()} == before

@@ -94,7 +94,7 @@ else:  # pragma: no cover
 # pass walks the whole batch's patch matrix between products.  During training, a network
 # whose layers can share the batch themselves (``Conv2D`` with the compiled kernels) runs
 # with BLAS held at one thread; each of our threads then takes a slice of the batch and
-# multiplies its own chunks while they are in its core's cache (``layers/_fast/sliced.py``).
+# multiplies its own chunks of it (``layers/_fast/sliced.py``).
 _one_blas_thread = False
 
 
@@ -106,10 +106,14 @@ def one_blas_thread_active() -> bool:
 @contextlib.contextmanager
 def one_blas_thread(active: bool = True) -> Iterator[None]:
     """Hold BLAS at one thread (threadpoolctl) for the duration; does nothing when ``active`` is
-    False, when already inside, with a single core, or without threadpoolctl installed."""
+    False, when already inside, when the kernels run on one thread, or without threadpoolctl.
+
+    The flag is the process's: two trainings in threads of one process share it (each
+    step still runs one path consistently, forward and backward)."""
     global _one_blas_thread
-    threads = numba.config.NUMBA_NUM_THREADS if numba is not None else 1
-    if not active or _one_blas_thread or threads < 2:
+    from .layers._fast import threads  # here: layers import this module
+
+    if not active or _one_blas_thread or threads() < 2:
         yield
         return
     try:

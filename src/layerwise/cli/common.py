@@ -161,7 +161,8 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 
 def set_threads(args: argparse.Namespace) -> None:
-    """--threads N: the BLAS thread count for this process (resume is bit-identical only with the same count)."""
+    """--threads N: the thread count of BLAS and of the compiled CNN kernels for this process
+    (resume is bit-identical only with the same count)."""
     threads = getattr(args, "threads", None)
     if threads:
         try:
@@ -169,6 +170,9 @@ def set_threads(args: argparse.Namespace) -> None:
         except ImportError:
             raise UserError("--threads needs threadpoolctl (pip install threadpoolctl)") from None
         threadpool_limits(threads)
+        from ..layers import _fast
+
+        _fast.THREADS = threads
 
 
 class StopSignals:

@@ -38,8 +38,9 @@ from ..runs import CancelToken, RunConfig, RunFolder, train_run
 from ..runs.folder import LOCK
 from .results import finished_row
 
-BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-#: The environment of our own LocalCluster's workers: one BLAS thread each, no statistical
+#: One thread for BLAS and for layerwise's compiled CNN kernels (Numba's thread count).
+BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+#: The environment of our own LocalCluster's workers: one thread each, no statistical
 #: profiler (a thread that samples the running task's stack every 10 ms: 2-4% of a trial's
 #: time), and the event loop's periodic checks (memory every 100 ms, loop ticks every 20 ms,
 #: system metrics for a dashboard we do not start) once a second: each wakes the loop, which
