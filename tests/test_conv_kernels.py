@@ -32,7 +32,7 @@ def threads(request, monkeypatch):
         monkeypatch.setattr(_fast, "PARALLEL_MIN_BYTES", 0)
         monkeypatch.setattr(_fast, "THREADS", 3)
     if request.param == "sliced":
-        monkeypatch.setattr(kernels, "_one_blas_thread", True)
+        monkeypatch.setattr(kernels, "_one_blas_thread_users", 1)
         monkeypatch.setattr(sliced, "CHUNK_BYTES", 1)
     return request.param
 
@@ -403,14 +403,32 @@ def test_threads_option_sets_blas_and_kernel_threads(monkeypatch):
     from layerwise.cli.common import set_threads
 
     monkeypatch.setattr(_fast, "THREADS", None)
-    before = {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info()}
-    try:
+    # set_threads changes the whole process: the limiter gives the other tests their threads back.
+    with threadpoolctl.threadpool_limits(limits=None):
         set_threads(argparse.Namespace(threads=1))
         assert _fast.threads() == 1
-        assert all(info["num_threads"] == 1 for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
+        blas = [info for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+        assert blas and all(info["num_threads"] == 1 for info in blas), blas
+        users = kernels._one_blas_thread_users
         with kernels.one_blas_thread():
-            assert not kernels.one_blas_thread_active()  # one kernel thread: nothing to split
-    finally:  # set_threads changes the whole process: give the other tests their threads back
-        for info in threadpoolctl.threadpool_info():
-            threadpoolctl.threadpool_limits(limits={info["prefix"]: before[info["filepath"]]})
-    assert {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info()} == before
+            assert kernels._one_blas_thread_users == users  # one kernel thread: nothing to split
+
+
+@needs_numba
+def test_one_blas_thread_is_shared_by_trainings_in_several_threads(monkeypatch):
+    """The first training in sets the hold, the last one out gives BLAS its threads back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_fast, "THREADS", 2)
+
+    def blas_threads() -> int:
+        return min(info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
+
+    before = blas_threads()
+    first, second = kernels.one_blas_thread(), kernels.one_blas_thread()
+    first.__enter__()
+    second.__enter__()  # as another thread's fit would
+    assert kernels.one_blas_thread_active() and blas_threads() == 1
+    first.__exit__(None, None, None)
+    assert kernels.one_blas_thread_active() and blas_threads() == 1  # the other training still runs
+    second.__exit__(None, None, None)
+    assert not kernels.one_blas_thread_active() and blas_threads() == before

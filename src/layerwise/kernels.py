@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -95,25 +97,28 @@ else:  # pragma: no cover
 # whose layers can share the batch themselves (``Conv2D`` with the compiled kernels) runs
 # with BLAS held at one thread; each of our threads then takes a slice of the batch and
 # multiplies its own chunks of it (``layers/_fast/sliced.py``).
-_one_blas_thread = False
+_one_blas_thread_users = 0  # trainings inside one_blas_thread() now (threads of this process)
+_one_blas_thread_lock = threading.Lock()
+_one_blas_thread_limiter: Any = None
 
 
 def one_blas_thread_active() -> bool:
     """True inside ``one_blas_thread()``: BLAS runs on one thread, layers split the batch themselves."""
-    return _one_blas_thread
+    return _one_blas_thread_users > 0
 
 
 @contextlib.contextmanager
 def one_blas_thread(active: bool = True) -> Iterator[None]:
     """Hold BLAS at one thread (threadpoolctl) for the duration; does nothing when ``active`` is
-    False, when already inside, when the kernels run on one thread, or without threadpoolctl.
+    False, when the kernels run on one thread, or without threadpoolctl.
 
-    The flag is the process's: two trainings in threads of one process share it (each
-    step still runs one path consistently, forward and backward)."""
-    global _one_blas_thread
+    Trainings in several threads of one process share the hold: the first one in sets
+    it, the last one out gives BLAS its threads back.
+    """
+    global _one_blas_thread_users, _one_blas_thread_limiter
     from .layers._fast import threads  # here: layers import this module
 
-    if not active or _one_blas_thread or threads() < 2:
+    if not active or threads() < 2:
         yield
         return
     try:
@@ -121,9 +126,15 @@ def one_blas_thread(active: bool = True) -> Iterator[None]:
     except ImportError:  # optional (``pip install layerwise[fast]``): the batch stays whole
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
-        _one_blas_thread = True
-        try:
-            yield
-        finally:
-            _one_blas_thread = False
+    with _one_blas_thread_lock:
+        if _one_blas_thread_users == 0:
+            _one_blas_thread_limiter = threadpool_limits(limits=1, user_api="blas")
+        _one_blas_thread_users += 1
+    try:
+        yield
+    finally:
+        with _one_blas_thread_lock:
+            _one_blas_thread_users -= 1
+            if _one_blas_thread_users == 0:
+                _one_blas_thread_limiter.restore_original_limits()
+                _one_blas_thread_limiter = None
