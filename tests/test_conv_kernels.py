@@ -432,3 +432,21 @@ def test_one_blas_thread_is_shared_by_trainings_in_several_threads(monkeypatch):
     assert kernels.one_blas_thread_active() and blas_threads() == 1  # the other training still runs
     second.__exit__(None, None, None)
     assert not kernels.one_blas_thread_active() and blas_threads() == before
+
+
+@needs_numba
+@pytest.mark.parametrize("stride", [1, 2], ids=["small-patches", "patch-matrix"])
+def test_conv2d_input_of_another_dtype_gives_what_numpy_gives(stride, threads):
+    """float64 (or uint8) images into a float32 layer: the compiled paths return NumPy's result dtype and values."""
+    rng = np.random.default_rng(5)
+    layer = lw.Conv2D(4, 3, stride=stride, padding=1, rng=0, dtype=np.float32)
+    layer.build((1, 9, 9))
+    for x in (rng.random((3, 1, 9, 9)), rng.integers(0, 255, (3, 1, 9, 9)).astype(np.uint8)):
+        dy = rng.standard_normal((3, *layer.output_shape((1, 9, 9)))).astype(np.float32)
+        ref = conv_pass(layer, x, dy, use_kernels=False)
+        fast = conv_pass(layer, x, dy, use_kernels=True)
+        assert fast[0].dtype == ref[0].dtype
+        np.testing.assert_allclose(fast[0], ref[0], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(fast[1], ref[1], rtol=1e-5, atol=1e-4)
+        for name in ("W", "b"):
+            np.testing.assert_allclose(fast[2][name], ref[2][name], rtol=1e-4, atol=1e-3)
