@@ -47,6 +47,7 @@ CONV_CASES = [
     (2, 3, 2, 1, (2, 1, 7, 9)),
     (3, 3, 1, "same", (2, 2, 7, 9)),
     (2, (2, 4), 2, "same", (2, 2, 7, 9)),  # even kernel: asymmetric padding
+    (3, (2, 4), 1, "same", (2, 1, 7, 9)),  # the same, stride 1: patches small enough to skip (conv_small)
     (2, (1, 3), (2, 1), (1, 0), (2, 3, 5, 8)),  # per-axis stride and padding
     (1, 3, 3, 2, (2, 2, 8, 7)),  # padding larger than 1: whole rows of zeros
     (3, 2, 2, 0, (1, 5, 7, 9)),  # the last row and column fall off
