@@ -117,29 +117,30 @@ def _add_bias(y, b):  # pragma: no cover (compiled)
 # the compiler unrolls the taps and vectorises, 4-5 times faster than with run-time sizes.
 
 
-def _expand(x, n, C, F, pt, pl, xe):  # pragma: no cover (compiled)
-    # xe (C, Hp, Wp·F) <- sample n of x (B, H, W·C): zero-padded, each pixel repeated F times.
-    H, W = x.shape[1], x.shape[2] // C
-    Hp, Wp = xe.shape[1], xe.shape[2] // F
-    xe[...] = 0
-    for c in range(C):
-        for r in range(max(0, pt), min(Hp, H + pt)):
-            for col in range(max(0, pl), min(Wp, W + pl)):
-                value = x[n, r - pt, (col - pl) * C + c]
-                for f in range(F):
-                    xe[c, r, col * F + f] = value
-
-
 def small_conv_kernels(C, F, kh, kw, OH, OW):  # noqa: N803 (the formula's names)
     """(forward, grads) kernels for one layer shape: C channels, F filters, kh × kw, OH × OW outputs."""
     OWF = OW * F
-    expand = _expand
+
+    def expand(x, n, pt, pl, xe):  # pragma: no cover (compiled)
+        # xe (C, Hp, Wp·F) <- sample n of x (B, H, W·C), each pixel repeated F times, at offset
+        # (pt, pl).  Only the image's own pixels are written: the padding border stays as the
+        # caller zeroed it once, for all samples.
+        H, W = x.shape[1], x.shape[2] // C
+        for c in range(C):
+            for r in range(H):
+                row = xe[c, r + pt]
+                for col in range(W):
+                    value = x[n, r, col * C + c]
+                    at = (col + pl) * F
+                    for f in range(F):
+                        row[at + f] = value
 
     def forward(x, pt, pl, Wt, bt, y, xe):  # pragma: no cover (compiled)
         # x (B, H, W·C) -> y (B, OH, OW·F); Wt (kh, kw, C, OW·F), bt (OW·F,), xe: scratch.
         B = y.shape[0]
+        xe[...] = 0
         for n in range(B):
-            expand(x, n, C, F, pt, pl, xe)
+            expand(x, n, pt, pl, xe)
             for i in range(OH):
                 out = y[n, i]
                 for t in range(OWF):
@@ -154,8 +155,9 @@ def small_conv_kernels(C, F, kh, kw, OH, OW):  # noqa: N803 (the formula's names
         # acc (kh, kw, C, OW·F) += Σ_{n, i} dy[n, i, t] · xe[c, i + u, v·F + t];  bacc (OW·F,) += Σ dy.
         # The OW copies of each filter are added up afterwards (``conv_small_grads``).
         B = dy.shape[0]
+        xe[...] = 0
         for n in range(B):
-            expand(x, n, C, F, pt, pl, xe)
+            expand(x, n, pt, pl, xe)
             d = dy[n]
             for t in range(OWF):
                 s = bacc[t]
@@ -172,12 +174,12 @@ def small_conv_kernels(C, F, kh, kw, OH, OW):  # noqa: N803 (the formula's names
                                 s += d[i, t] * xe[c, i + u, v * F + t]
                             a[t] = s
 
+    expand = _jit_fma(expand)  # compiled before forward and grads, which call it
     return _jit_fma(forward), _jit_fma(grads)
 
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
-    _expand = _jit(_expand)  # called from the kernels below
     im2col_runs_kernel = _jit(_im2col_runs)
     im2col_columns_kernel = _jit(_im2col_columns)
     col2im_kernel = _jit(_col2im)
