@@ -22,57 +22,56 @@ NO_WINNER = -1
 
 
 def maxpool_kernels(C, ph, pw, sh, sw, relu):  # noqa: N803 (the formula's names)
-    """(forward, backward) for windows ph × pw moved by (sh, sw) over C channels."""
+    """(forward, backward) for windows ph × pw moved by (sh, sw) over C channels (compile-time constants)."""
     tiled = sh == ph and sw == pw  # windows side by side: each input pixel is in one window at most
 
+    def row_max(x, b, i, yo, ao, exact):  # pragma: no cover (compiled, inlined)
+        # Output row i of sample b: each window's maximum and its offset; returns how many NaNs
+        # it met.  Strict ">" keeps the first maximum on ties (PyTorch, NumPy's argmax).  The
+        # NaN rule (a NaN wins once and is kept, as argmax does) only when ``exact``: it stops
+        # the loop from vectorising, so a row runs exactly only when it holds a NaN.
+        nans = 0
+        for j in range(len(yo) // C):
+            for c in range(C):
+                best = x[b, i * sh, j * sw * C + c]
+                k = 0
+                for u in range(ph):
+                    for v in range(pw):
+                        value = x[b, i * sh + u, (j * sw + v) * C + c]
+                        nans += value != value
+                        better = value > best or (exact and value != value and best == best)
+                        best = value if better else best
+                        k = u * pw + v if better else k
+                yo[j * C + c] = best
+                ao[j * C + c] = k
+        return nans
+
+    row_max = _jit_inline(row_max)
+
     def forward(x, y, arg, zero):  # pragma: no cover (compiled)
-        # x (B, H, W·C) -> y, arg (B, OH, OW·C).  Strict ">" keeps the first maximum on ties
-        # (PyTorch, NumPy's argmax).
-        B, OH, OWC = y.shape[0], y.shape[1], y.shape[2]
-        OW = OWC // C
-        for b in range(B):
-            for i in range(OH):
+        # x (B, H, W·C) -> y, arg (B, OH, OW·C).
+        for b in range(y.shape[0]):
+            for i in range(y.shape[1]):
                 yo, ao = y[b, i], arg[b, i]
-                nans = 0
-                for j in range(OW):
-                    for c in range(C):
-                        best = x[b, i * sh, j * sw * C + c]
-                        k = 0
-                        for u in range(ph):
-                            for v in range(pw):
-                                value = x[b, i * sh + u, (j * sw + v) * C + c]
-                                nans += value != value
-                                better = value > best
-                                best = value if better else best
-                                k = u * pw + v if better else k
-                        yo[j * C + c] = best
-                        ao[j * C + c] = k
-                if nans:  # NaN wins once and is kept, as argmax does: the exact rule, for this row
-                    for j in range(OW):
-                        for c in range(C):
-                            best = x[b, i * sh, j * sw * C + c]
-                            k = 0
-                            for u in range(ph):
-                                for v in range(pw):
-                                    value = x[b, i * sh + u, (j * sw + v) * C + c]
-                                    if value > best or (value != value and best == best):
-                                        best = value
-                                        k = u * pw + v
-                            yo[j * C + c] = best
-                            ao[j * C + c] = k
+                if row_max(x, b, i, yo, ao, False):
+                    row_max(x, b, i, yo, ao, True)
                 if relu:  # ReLU: max(x, 0), NaN stays NaN; a window with no positive value passes no gradient
-                    for t in range(OWC):
+                    for t in range(len(yo)):
                         dead = not yo[t] > zero and yo[t] == yo[t]
                         yo[t] = zero if dead else yo[t]
                         ao[t] = NO_WINNER if dead else ao[t]
 
     def backward(dy, arg, dx, zero):  # pragma: no cover (compiled)
-        # dy, arg (B, OH, OW·C) -> dx (B, H, W·C): dy at each window's winner, 0 elsewhere;
-        # overlapping windows add up.
+        # dy, arg (B, OH, OW·C) -> dx (B, H, W·C): dy at each window's winner, 0 elsewhere.
+        # Tiled windows (side by side) write each covered pixel once; overlapping ones add up.
         B, OH, OWC = dy.shape[0], dy.shape[1], dy.shape[2]
         OW = OWC // C
+        H, WC = dx.shape[1], dx.shape[2]
         for b in range(B):
-            dx[b] = zero
+            for r in range(H):  # tiled: only the rows and columns no window reaches need zeros
+                first = OW * pw * C if tiled and r < OH * ph else 0
+                for t in range(first, WC):
+                    dx[b, r, t] = zero
             for i in range(OH):
                 d, a = dy[b, i], arg[b, i]
                 for u in range(ph):
@@ -81,33 +80,17 @@ def maxpool_kernels(C, ph, pw, sh, sw, relu):  # noqa: N803 (the formula's names
                         for v in range(pw):
                             k, at = np.int32(u * pw + v), (j * sw + v) * C
                             for c in range(C):
-                                if np.int32(a[j * C + c]) == k:
-                                    row[at + c] += d[j * C + c]
-
-    def backward_tiled(dy, arg, dx, zero):  # pragma: no cover (compiled)
-        # Windows side by side: each covered pixel is written once.
-        B, OH, OWC = dy.shape[0], dy.shape[1], dy.shape[2]
-        OW = OWC // C
-        H, WC = dx.shape[1], dx.shape[2]
-        for b in range(B):
-            for r in range(H):  # rows and columns no window reaches
-                first = 0 if r >= OH * ph else OW * pw * C
-                for t in range(first, WC):
-                    dx[b, r, t] = zero
-            for i in range(OH):
-                d, a = dy[b, i], arg[b, i]
-                for u in range(ph):
-                    row = dx[b, i * ph + u]
-                    for j in range(OW):
-                        for v in range(pw):
-                            k, at = np.int32(u * pw + v), (j * pw + v) * C
-                            for c in range(C):
                                 g = d[j * C + c]  # loaded unconditionally, so that the select vectorises
-                                row[at + c] = g if np.int32(a[j * C + c]) == k else zero
+                                won = np.int32(a[j * C + c]) == k
+                                if tiled:
+                                    row[at + c] = g if won else zero
+                                elif won:
+                                    row[at + c] += g
 
-    return _jit(forward), _jit(backward_tiled if tiled else backward)
+    return _jit(forward), _jit(backward)
 
 
 if numba is not None:
     _jit = numba.njit(nogil=True)
+    _jit_inline = numba.njit(nogil=True, inline="always")  # inlined: the caller's constant ``exact`` folds
     maxpool_kernels = functools.lru_cache(maxsize=64)(maxpool_kernels)
