@@ -239,7 +239,7 @@ class Conv2D(Layer):
             )
         dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, F)  # a view when dy has our forward's layout
         if self._small:
-            dW, db = _fast.conv_small_grads(self._x, dy, self.kernel_size, self._pads)
+            dW, db = _fast.conv_small_grads(self._x, dy, self.kernel_size, self._pads, self._scratch)
             self.grads["W"][...], self.grads["b"][...] = dW, db
             if not need_dx:
                 return None
@@ -247,7 +247,7 @@ class Conv2D(Layer):
         elif self._sliced:
             dW_rows, self.grads["b"][...], dx = sliced.conv_backward(
                 dy_rows, self.cols, self._W_rows, self._x_shape, self.kernel_size, self.stride, self._pads,
-                self._out_hw, need_dx,
+                self._out_hw, need_dx, self._scratch,
             )  # fmt: skip
             self.grads["W"][...] = dW_rows.reshape(F, kh, kw, C).transpose(0, 3, 1, 2)
             return dx

@@ -135,16 +135,22 @@ def threads() -> int:
     return max(1, numba.config.NUMBA_NUM_THREADS) if numba is not None else 1
 
 
+def batch_slices(batch: int, nbytes: int) -> list[int]:
+    """The bounds of the slices ``_over_batch`` cuts range(batch) into: [0, ..., batch], one slice a thread."""
+    n = min(batch, threads()) if nbytes >= PARALLEL_MIN_BYTES else 1
+    return [batch * k // n for k in range(n + 1)] if n > 1 else [0, batch]
+
+
 def _over_batch(batch: int, nbytes: int, run: Callable[[int, int], None]) -> None:
     """run(lo, hi) for slices [lo, hi) that cover range(batch); at once on several threads if nbytes is large."""
     global _pool
-    n = min(batch, threads()) if nbytes >= PARALLEL_MIN_BYTES else 1
+    bounds = batch_slices(batch, nbytes)
+    n = len(bounds) - 1
     if n <= 1:
         run(0, batch)
         return
     if _pool is None or _pool[0] != os.getpid() or _pool[1] < n - 1:
         _pool = (os.getpid(), n - 1, ThreadPoolExecutor(n - 1, thread_name_prefix="layerwise-kernels"))
-    bounds = [batch * k // n for k in range(n + 1)]
     others = [_pool[2].submit(run, bounds[k], bounds[k + 1]) for k in range(1, n)]
     try:
         run(bounds[0], bounds[1])  # the calling thread does the first slice
@@ -205,11 +211,12 @@ def conv_small(
 
 
 def conv_small_grads(
-    x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, int]
+    x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, int], scratch: Scratch
 ) -> tuple[np.ndarray, np.ndarray]:
     """The filter and bias gradients of ``conv_small``: x (B, C, H, W), dy (B, F, OH, OW) -> dW (F, C, kh, kw), db (F,).
 
-    Each thread sums its batch slice into its own accumulator; the slices are added in a fixed order.
+    Each thread sums its batch slice into its own accumulator (in ``scratch``, the layer's, reused
+    from step to step); the slices are added in a fixed order.
     """
     B, C, H, Wd = x.shape
     F, OH, OW = dy.shape[1:]
@@ -220,14 +227,22 @@ def conv_small_grads(
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     grads_kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)[1]
 
+    slot = {lo: k for k, lo in enumerate(batch_slices(B, dy.nbytes)[:-1])}  # the k-th slice's accumulators
+
     def run(lo: int, hi: int) -> None:
-        acc, bacc = np.zeros((kh, kw, C, OW * F), dy.dtype), np.zeros(OW * F, dy.dtype)
+        k = slot[lo]
+        acc, bacc = scratch.get(f"acc{k}", (kh, kw, C, OW * F), dy.dtype), scratch.get(f"bacc{k}", (OW * F,), dy.dtype)
+        acc[...], bacc[...] = 0, 0  # the kernel adds to them
         xe = np.empty(xe_shape, dy.dtype)
         grads_kernel(rows[lo:hi], dy_rows[lo:hi], pads[0], pads[2], acc, bacc, xe)
         partial[lo] = acc, bacc
 
     _over_batch(B, dy.nbytes, run)
-    acc, bacc = (sum(part[k] for _, part in sorted(partial.items())) for k in (0, 1))
+    parts = [partial[lo] for lo in sorted(partial)]
+    acc, bacc = parts[0]
+    for more_acc, more_bacc in parts[1:]:
+        acc += more_acc
+        bacc += more_bacc
     dW = acc.reshape(kh, kw, C, OW, F).sum(axis=3).transpose(3, 2, 0, 1)  # (F, C, kh, kw)
     return dW, bacc.reshape(OW, F).sum(axis=0)
 

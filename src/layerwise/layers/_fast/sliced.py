@@ -72,25 +72,37 @@ def conv_backward(
     pads: tuple[int, int, int, int],
     out_hw: tuple[int, int],
     need_dx: bool,
+    scratch: _fast.Scratch,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """dy_rows (B·OH·OW, F), forward's cols -> (dW_rows (F, kh·kw·C), db (F,), dx (B, C, H, W) or None)."""
+    """dy_rows (B·OH·OW, F), forward's cols -> (dW_rows (F, kh·kw·C), db (F,), dx (B, C, H, W) or None).
+
+    dW_rows and db are the caller's to copy before the next call: they live in ``scratch`` (the
+    layer's), as do each thread's sums and patch gradients, reused from step to step.
+    """
     B, C, H, W = x_shape
     F, K = W_rows.shape
+    dtype = dy_rows.dtype
     per_sample = out_hw[0] * out_hw[1]
-    dx = np.empty((B, H, W * C), dy_rows.dtype) if need_dx else None
+    dx = np.empty((B, H, W * C), dtype) if need_dx else None
     step = _chunk(cols[:per_sample].nbytes)
+    ones = scratch.ones(step * per_sample, dtype)
+    slot = {lo: k for k, lo in enumerate(_fast.batch_slices(B, cols.nbytes)[:-1])}  # the k-th slice's buffers
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def run(lo: int, hi: int) -> None:
-        dW, db = np.zeros((F, K), dy_rows.dtype), np.zeros(F, dy_rows.dtype)  # noqa: N806
-        product = np.empty((F, K), dy_rows.dtype)
-        ones = np.ones(step * per_sample, dy_rows.dtype)
-        dcols = np.empty((step * per_sample, K), dy_rows.dtype) if need_dx else None
+        k = slot[lo]
+        dW, db = scratch.get(f"dW{k}", (F, K), dtype), scratch.get(f"db{k}", (F,), dtype)  # noqa: N806
+        product = scratch.get(f"product{k}", (F, K), dtype)
+        dcols = scratch.get(f"dcols{k}", (step * per_sample, K), dtype) if need_dx else None
         for s in range(lo, hi, step):
             e = min(hi, s + step)
             d, c = dy_rows[s * per_sample : e * per_sample], cols[s * per_sample : e * per_sample]
-            dW += np.matmul(d.T, c, out=product)
-            db += ones[: len(d)] @ d  # 1ᵀ·dy: a product is several times faster than a sum over rows
+            if s == lo:
+                np.matmul(d.T, c, out=dW)
+                np.matmul(ones[: len(d)], d, out=db)  # 1ᵀ·dy: a product is several times faster than a sum
+            else:
+                dW += np.matmul(d.T, c, out=product)
+                db += ones[: len(d)] @ d
             if dcols is not None:
                 dc = np.matmul(d, W_rows, out=dcols[: len(d)])
                 conv_kernels.col2im_kernel(dc, C, *kernel, *stride, pads[0], pads[2], *out_hw, dx[s:e])
