@@ -9,6 +9,8 @@ here makes sure the compiled path is not merely consistently wrong.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -16,25 +18,39 @@ import layerwise as lw
 from layerwise import kernels
 from layerwise.callbacks import Callback
 from layerwise.layers import _fast
-from layerwise.layers._fast import sliced
+from layerwise.layers._fast import sliced, team
 from layerwise.layers.pooling import ReLUMaxPool2D
 
 needs_numba = pytest.mark.skipif(_fast.numba is None, reason="Numba not installed (pip install layerwise[fast])")
 
 
-@pytest.fixture(params=["one-thread", "split", "sliced"])
+@pytest.fixture
 def threads(request, monkeypatch):
-    """Run the compiled kernels on the calling thread alone, or cut every pass into 3 uneven batch
-    slices; "sliced": as in training under ``one_blas_thread``, Conv2D's products too, a sample per chunk."""
-    if request.param == "one-thread":
+    """How the compiled kernels share a pass (the tests parametrize it, ``indirect``):
+
+    "one-thread": on the calling thread alone; "split": cut into 3 uneven batch slices on Python
+    threads; "sliced": as in training under ``one_blas_thread`` where parallel regions are not
+    available, Conv2D's products cut too, a sample per chunk; "team": as in training with them
+    (``_fast/team.py``: Numba's OpenMP threads, 3 slices, a sample per chunk).
+    """
+    mode = request.param
+    if mode == "one-thread":
         monkeypatch.setattr(_fast, "PARALLEL_MIN_BYTES", 1 << 62)
     else:
         monkeypatch.setattr(_fast, "PARALLEL_MIN_BYTES", 0)
         monkeypatch.setattr(_fast, "THREADS", 3)
-    if request.param == "sliced":
+    if mode in ("sliced", "team"):
         monkeypatch.setattr(kernels, "_one_blas_thread_users", 1)
         monkeypatch.setattr(sliced, "CHUNK_BYTES", 1)
-    return request.param
+    if mode == "sliced":
+        monkeypatch.setattr(team, "_state", {"pid": os.getpid(), "ok": False})
+    if mode == "team":
+        assert team.available(), "parallel regions need SciPy and Numba's OpenMP or TBB layer (pip install -e .[test])"
+    return mode
+
+
+MODES = ["one-thread", "split", "sliced", "team"]
+MODES_DTYPES = [(mode, dtype) for mode in MODES for dtype in (np.float32, np.float64)]
 
 
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -53,7 +69,22 @@ CONV_CASES = [
     (3, 2, 2, 0, (1, 5, 7, 9)),  # the last row and column fall off
     (2, 5, 1, 0, (1, 1, 5, 5)),  # 1x1 output
     (4, 1, 1, 0, (2, 3, 4, 3)),  # 1x1 kernel
+    (4, 3, 1, 1, (2, 5, 7, 9)),  # stride 1 with patches of more than SMALL_PATCH numbers (LeNet's second layer)
 ]
+# Training's parallel regions compile anew for each layer shape and dtype (2-5 s the first time on
+# a machine): "team" runs on these, in float32 (test_training_a_cnn_compiled_equals_numpy in both
+# dtypes; tests/test_team_regions.py trains the fused ReLU-pool in regions against the Python threads).
+TEAM_CONV_CASES = [CONV_CASES[i] for i in (1, 5, 8, 12)]
+
+
+def with_modes(cases: list[tuple], team_cases: list[tuple]) -> list[tuple]:
+    """(mode, dtype, *case) for every mode and dtype, "team" only in float32 and on ``team_cases``."""
+    return [
+        (mode, dtype, *case)
+        for mode, dtype in MODES_DTYPES
+        for case in cases
+        if mode != "team" or (dtype == np.float32 and case in team_cases)
+    ]
 
 
 def conv_pass(layer, x, dy, use_kernels, need_dx=True):
@@ -78,8 +109,11 @@ def channels_last_view(x: np.ndarray) -> np.ndarray:
 
 
 @needs_numba
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("filters", "kernel", "stride", "padding", "shape"), CONV_CASES)
+@pytest.mark.parametrize(
+    ("threads", "dtype", "filters", "kernel", "stride", "padding", "shape"),
+    with_modes(CONV_CASES, TEAM_CONV_CASES),
+    indirect=["threads"],
+)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_conv2d_compiled_equals_numpy(filters, kernel, stride, padding, shape, dtype, layout, threads):
     rng = np.random.default_rng(sum(shape))
@@ -217,8 +251,9 @@ def pool_pass(layer, x, dy, use_kernels):
 
 
 @needs_numba
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("pool", "stride", "shape"), POOL_CASES)
+@pytest.mark.parametrize(
+    ("threads", "dtype", "pool", "stride", "shape"), with_modes(POOL_CASES, POOL_CASES[3:5]), indirect=["threads"]
+)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_maxpool_compiled_equals_numpy(pool, stride, shape, dtype, layout, threads):
     rng = np.random.default_rng(sum(shape))
@@ -268,7 +303,7 @@ def test_maxpool_scratch_follows_the_batch_size():
 
 
 @needs_numba
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("threads", "dtype"), MODES_DTYPES, indirect=["threads"])
 def test_training_a_cnn_compiled_equals_numpy(dtype, threads):
     """A few Adam steps of a small LeNet-like network end at the same weights on both paths."""
     rng = np.random.default_rng(0)
@@ -291,7 +326,7 @@ def test_training_a_cnn_compiled_equals_numpy(dtype, threads):
 
 
 @needs_numba
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("threads", "dtype"), with_modes([()], []), indirect=["threads"])
 def test_relu_and_maxpool_fused_equal_the_two_layers(dtype, threads):
     """A network runs ReLU → MaxPool2D as one step; outputs and every gradient are bit for bit those of
     the two layers run one by one (as they are while a hook observes the forward pass)."""
@@ -436,6 +471,7 @@ def test_one_blas_thread_is_shared_by_trainings_in_several_threads(monkeypatch):
 
 
 @needs_numba
+@pytest.mark.parametrize("threads", ["one-thread", "split", "sliced"], indirect=True)
 @pytest.mark.parametrize("stride", [1, 2], ids=["small-patches", "patch-matrix"])
 def test_conv2d_input_of_another_dtype_gives_what_numpy_gives(stride, threads):
     """float64 (or uint8) images into a float32 layer: the compiled paths return NumPy's result dtype and values."""

@@ -126,6 +126,9 @@ def one_blas_thread(active: bool = True) -> Iterator[None]:
     except ImportError:  # optional (``pip install layerwise[fast]``): the batch stays whole
         yield
         return
+    from .layers._fast import team
+
+    team.available()  # loads SciPy's BLAS, which the parallel regions call, before the limit is taken
     with _one_blas_thread_lock:
         if _one_blas_thread_users == 0:
             _one_blas_thread_limiter = threadpool_limits(limits=1, user_api="blas")

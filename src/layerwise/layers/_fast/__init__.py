@@ -13,15 +13,20 @@ This module holds the wrappers the layers call.  The NumPy code in ``conv.py`` a
 the same numbers.
 
 Threads: a big pass is cut into batch slices that run at once on ``threads()``
-threads (the kernels release the GIL).  In training, a network with Conv2D layers
-that multiply patches holds BLAS at one thread and those layers cut their matrix
-products into the same slices (``sliced.py``): one pool of threads does all the work.
-Not Numba's ``parallel=True``: its default OpenMP workers spin after each loop and
-fight OpenBLAS's threads for the same cores (epochs several times slower on a busy
-machine), and its ``workqueue`` layer aborts the process when two threads launch
-kernels at once.  Plain threads sleep when idle and are safe to call from any thread;
-the price is the operating system's wake-up, about 85 µs a pass on the machines we
-measured, so passes over less than ``PARALLEL_MIN_BYTES`` stay on one thread.
+threads.  In training, a network with Conv2D layers that multiply patches holds BLAS
+at one thread (``layerwise.kernels.one_blas_thread``) and every conv and pool pass is
+one compiled *parallel region* (``team.py``): Numba's OpenMP threads take a slice
+each, the convolutions' matrix products included, and spin between regions, so that a
+region starts in microseconds.  Elsewhere (inference, or where regions are not
+available: no SciPy, no thread-safe Numba layer, a forked child) the kernels run on
+plain Python threads (they release the GIL; ``sliced.py`` cuts the products in
+training): those sleep when idle and are safe to call from any thread, at the price of
+the operating system's wake-up, about 85 µs a pass on the machines we measured, so
+passes over less than ``PARALLEL_MIN_BYTES`` stay on one thread.  Not regions
+everywhere: OpenMP's spinning threads would fight BLAS's own threads for the cores.
+
+Compiled kernels are cached on disk by Numba (``__pycache__``): each layer shape is
+compiled once per machine (a second or two each), not once per process.
 
 Memory layout: channels last.  The kernels read and write images as
 (batch, height, width·channels) rows, so that a patch row of ``kw`` pixels is
@@ -44,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ...kernels import numba, numba_enabled
+from ...kernels import numba, numba_enabled, one_blas_thread_active
 
 __all__ = [
     "Scratch",
@@ -106,7 +111,7 @@ def channels_last(x: np.ndarray) -> np.ndarray:
 
 
 if numba is not None:
-    from . import conv_kernels, pool_kernels
+    from . import conv_kernels, pool_kernels, team
 
     _add_bias_kernel = conv_kernels.add_bias_kernel
     _col2im_kernel = conv_kernels.col2im_kernel
@@ -139,6 +144,17 @@ def batch_slices(batch: int, nbytes: int) -> list[int]:
     """The bounds of the slices ``_over_batch`` cuts range(batch) into: [0, ..., batch], one slice a thread."""
     n = min(batch, threads()) if nbytes >= PARALLEL_MIN_BYTES else 1
     return [batch * k // n for k in range(n + 1)] if n > 1 else [0, batch]
+
+
+def team_slices(batch: int, nbytes: int) -> int:
+    """In how many slices a parallel region (``team.py``) does this pass; 0: not in a region.
+
+    Regions only while BLAS is held at one thread in training, where the team is available.
+    """
+    if not one_blas_thread_active() or not team.available():
+        return 0
+    n = len(batch_slices(batch, nbytes)) - 1
+    return n if n > 1 else 0
 
 
 def _over_batch(batch: int, nbytes: int, run: Callable[[int, int], None]) -> None:
@@ -200,11 +216,16 @@ def conv_small(
     bt = np.ascontiguousarray(np.broadcast_to(b, (OW, F)), dtype=W.dtype).reshape(OW * F)
     y = np.empty((B, OH, OW * F), W.dtype)
     xe_shape = (C, OH + kh - 1, (OW + kw - 1) * F)
-    kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)[0]
+    kernels = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)
+    if slices := team_slices(B, y.nbytes):
+        xe = np.empty((slices, *xe_shape), W.dtype)
+        with team.threads(slices):
+            kernels[2](rows, pads[0], pads[2], Wt.reshape(kh, kw, C, OW * F), bt, y, xe)
+        return y.reshape(B, OH, OW, F).transpose(0, 3, 1, 2)
 
     def run(lo: int, hi: int) -> None:
         xe = np.empty(xe_shape, W.dtype)
-        kernel(rows[lo:hi], pads[0], pads[2], Wt.reshape(kh, kw, C, OW * F), bt, y[lo:hi], xe)
+        kernels[0](rows[lo:hi], pads[0], pads[2], Wt.reshape(kh, kw, C, OW * F), bt, y[lo:hi], xe)
 
     _over_batch(B, y.nbytes, run)
     return y.reshape(B, OH, OW, F).transpose(0, 3, 1, 2)
@@ -225,7 +246,15 @@ def conv_small_grads(
     dy_rows = channels_last(dy).reshape(B, OH, OW * F)
     xe_shape = (C, OH + kh - 1, (OW + kw - 1) * F)
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    grads_kernel = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)[1]
+    kernels = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)
+    if slices := team_slices(B, dy.nbytes):
+        acc = scratch.get("acc", (slices, kh, kw, C, OW * F), dy.dtype)
+        bacc = scratch.get("bacc", (slices, OW * F), dy.dtype)
+        xe = scratch.get("xe", (slices, *xe_shape), dy.dtype)
+        with team.threads(slices):
+            kernels[3](rows, dy_rows, pads[0], pads[2], acc, bacc, xe)
+        dW = acc[0].reshape(kh, kw, C, OW, F).sum(axis=3).transpose(3, 2, 0, 1)  # (F, C, kh, kw)
+        return dW, bacc[0].reshape(OW, F).sum(axis=0)
 
     slot = {lo: k for k, lo in enumerate(batch_slices(B, dy.nbytes)[:-1])}  # the k-th slice's accumulators
 
@@ -234,7 +263,7 @@ def conv_small_grads(
         acc, bacc = scratch.get(f"acc{k}", (kh, kw, C, OW * F), dy.dtype), scratch.get(f"bacc{k}", (OW * F,), dy.dtype)
         acc[...], bacc[...] = 0, 0  # the kernel adds to them
         xe = np.empty(xe_shape, dy.dtype)
-        grads_kernel(rows[lo:hi], dy_rows[lo:hi], pads[0], pads[2], acc, bacc, xe)
+        kernels[1](rows[lo:hi], dy_rows[lo:hi], pads[0], pads[2], acc, bacc, xe)
         partial[lo] = acc, bacc
 
     _over_batch(B, dy.nbytes, run)
@@ -298,10 +327,14 @@ def maxpool(
     rows = channels_last(x).reshape(B, H, W * C)  # a view after a Conv2D; strided loops would be several times slower
     y = new_image((B, C, OH, OW), x.dtype)
     y_rows, arg_rows = y.transpose(0, 2, 3, 1).reshape(B, OH, OW * C), arg.reshape(B, OH, OW * C)
-    kernel, zero = pool_kernels.maxpool_kernels(C, ph, pw, sh, sw, relu)[0], x.dtype.type(0)
+    kernels, zero = pool_kernels.maxpool_kernels(C, ph, pw, sh, sw, relu), x.dtype.type(0)
+    if slices := team_slices(B, x.nbytes):
+        with team.threads(slices):
+            kernels[2](rows, y_rows, arg_rows, zero, slices)
+        return y
 
     def run(lo: int, hi: int) -> None:
-        kernel(rows[lo:hi], y_rows[lo:hi], arg_rows[lo:hi], zero)
+        kernels[0](rows[lo:hi], y_rows[lo:hi], arg_rows[lo:hi], zero)
 
     _over_batch(B, x.nbytes, run)
     return y
@@ -319,10 +352,14 @@ def maxpool_backward(
     dx = new_image(x_shape, dy.dtype)
     dy_rows = channels_last(dy).reshape(B, OH, OW * C)  # dy from a Flatten is NCHW: one small copy
     dx_rows, arg_rows = dx.transpose(0, 2, 3, 1).reshape(B, H, W * C), arg.reshape(B, OH, OW * C)
-    kernel, zero = pool_kernels.maxpool_kernels(C, *pool, *stride, False)[1], dy.dtype.type(0)
+    kernels, zero = pool_kernels.maxpool_kernels(C, *pool, *stride, False), dy.dtype.type(0)
+    if slices := team_slices(len(dx), dx.nbytes):
+        with team.threads(slices):
+            kernels[3](dy_rows, arg_rows, dx_rows, zero, slices)
+        return dx
 
     def run(lo: int, hi: int) -> None:
-        kernel(dy_rows[lo:hi], arg_rows[lo:hi], dx_rows[lo:hi], zero)
+        kernels[1](dy_rows[lo:hi], arg_rows[lo:hi], dx_rows[lo:hi], zero)
 
     _over_batch(len(dx), dx.nbytes, run)
     return dx

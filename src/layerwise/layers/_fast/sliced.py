@@ -10,6 +10,10 @@ only the order of work differs.
 
 Each thread's dW and db are summed in a fixed order: the result does not depend on
 which thread finished first (it does on how many threads there are, as with BLAS).
+
+Where parallel regions are available (``team.py``) each pass is one region
+(``conv_kernels.patch_team_kernels``): the same slices, chunks and formulas, on Numba's
+OpenMP threads instead of Python threads; the code below is then the fallback.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _fast
-from . import conv_kernels
+from . import conv_kernels, team
 
 #: A slice is worked through in chunks of about this many bytes of patches: each chunk's
 #: patch gradient is added back into dx (col2im) while it is still in the core's cache.
 #: Measured (float32, convnet and LeNet second layers): 1-4 MB chunks beat both 256 KB
 #: (BLAS slower on small products) and whole slices (backward 15-60% slower).
 CHUNK_BYTES = 2 << 20
+
+
+_NO_DX = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}  # backward's dx when unwanted
 
 
 def _chunk(per_sample_bytes: int) -> int:
@@ -49,6 +56,12 @@ def conv_forward(
     cut = conv_kernels.im2col_columns_kernel if kernel[1] * C <= _fast.SHORT_RUN else conv_kernels.im2col_runs_kernel
     W_cols = W_rows.T  # noqa: N806 (K, F), a view: BLAS reads it transposed
     step = _chunk(cols[:per_sample].nbytes)
+    same_dtype = x.dtype == W_rows.dtype == cols.dtype == b.dtype  # compiled products take one dtype
+    if same_dtype and (slices := _fast.team_slices(B, cols.nbytes)):  # one parallel region (team.py)
+        forward = conv_kernels.patch_team_kernels(C, *kernel, *stride, pads[0], pads[2], *out_hw)[0]
+        with team.threads(slices):
+            forward(rows, W_cols, b, cols, y, slices, step)
+        return y.reshape(B, *out_hw, F).transpose(0, 3, 1, 2)
 
     def run(lo: int, hi: int) -> None:
         for s in range(lo, hi, step):
@@ -85,6 +98,18 @@ def conv_backward(
     per_sample = out_hw[0] * out_hw[1]
     dx = np.empty((B, H, W * C), dtype) if need_dx else None
     step = _chunk(cols[:per_sample].nbytes)
+    same_dtype = dtype == cols.dtype == W_rows.dtype  # compiled products take one dtype
+    if same_dtype and (slices := _fast.team_slices(B, cols.nbytes)):  # one parallel region (team.py)
+        dW, db = scratch.get("dW", (slices, F, K), dtype), scratch.get("db", (slices, F), dtype)  # noqa: N806
+        product = scratch.get("product", (slices, F, K), dtype)
+        dcols = scratch.get("dcols", (slices, step * per_sample if need_dx else 0, K), dtype)
+        backward = conv_kernels.patch_team_kernels(C, *kernel, *stride, pads[0], pads[2], *out_hw)[1]
+        with team.threads(slices):
+            backward(np.ascontiguousarray(dy_rows), cols, W_rows, dW, db, product, dcols,
+                     dx if need_dx else _NO_DX[dtype], need_dx, step)  # fmt: skip
+        if dx is None:
+            return dW[0], db[0], None
+        return dW[0], db[0], dx.reshape(B, H, W, C).transpose(0, 3, 1, 2)
     ones = scratch.ones(step * per_sample, dtype)
     slot = {lo: k for k, lo in enumerate(_fast.batch_slices(B, cols.nbytes)[:-1])}  # the k-th slice's buffers
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
