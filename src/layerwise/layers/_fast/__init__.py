@@ -247,14 +247,18 @@ def conv_small_grads(
     xe_shape = (C, OH + kh - 1, (OW + kw - 1) * F)
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     kernels = conv_kernels.small_conv_kernels(C, F, kh, kw, OH, OW)
+
+    def summed(acc: np.ndarray, bacc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The OW copies of each filter's (and bias's) sums added up: dW (F, C, kh, kw), db (F,)."""
+        return acc.reshape(kh, kw, C, OW, F).sum(axis=3).transpose(3, 2, 0, 1), bacc.reshape(OW, F).sum(axis=0)
+
     if slices := team_slices(B, dy.nbytes):
         acc = scratch.get("acc", (slices, kh, kw, C, OW * F), dy.dtype)
         bacc = scratch.get("bacc", (slices, OW * F), dy.dtype)
         xe = scratch.get("xe", (slices, *xe_shape), dy.dtype)
         with team.threads(slices):
             kernels[3](rows, dy_rows, pads[0], pads[2], acc, bacc, xe)
-        dW = acc[0].reshape(kh, kw, C, OW, F).sum(axis=3).transpose(3, 2, 0, 1)  # (F, C, kh, kw)
-        return dW, bacc[0].reshape(OW, F).sum(axis=0)
+        return summed(acc[0], bacc[0])
 
     slot = {lo: k for k, lo in enumerate(batch_slices(B, dy.nbytes)[:-1])}  # the k-th slice's accumulators
 
@@ -272,8 +276,7 @@ def conv_small_grads(
     for more_acc, more_bacc in parts[1:]:
         acc += more_acc
         bacc += more_bacc
-    dW = acc.reshape(kh, kw, C, OW, F).sum(axis=3).transpose(3, 2, 0, 1)  # (F, C, kh, kw)
-    return dW, bacc.reshape(OW, F).sum(axis=0)
+    return summed(acc, bacc)
 
 
 def add_bias(y: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -98,6 +98,10 @@ def conv_backward(
     per_sample = out_hw[0] * out_hw[1]
     dx = np.empty((B, H, W * C), dtype) if need_dx else None
     step = _chunk(cols[:per_sample].nbytes)
+
+    def result(dW_rows: np.ndarray, db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # noqa: N803
+        return dW_rows, db, None if dx is None else dx.reshape(B, H, W, C).transpose(0, 3, 1, 2)
+
     same_dtype = dtype == cols.dtype == W_rows.dtype  # compiled products take one dtype
     if same_dtype and (slices := _fast.team_slices(B, cols.nbytes)):  # one parallel region (team.py)
         dW, db = scratch.get("dW", (slices, F, K), dtype), scratch.get("db", (slices, F), dtype)  # noqa: N806
@@ -107,9 +111,7 @@ def conv_backward(
         with team.threads(slices):
             backward(np.ascontiguousarray(dy_rows), cols, W_rows, dW, db, product, dcols,
                      dx if need_dx else _NO_DX[dtype], need_dx, step)  # fmt: skip
-        if dx is None:
-            return dW[0], db[0], None
-        return dW[0], db[0], dx.reshape(B, H, W, C).transpose(0, 3, 1, 2)
+        return result(dW[0], db[0])
     ones = scratch.ones(step * per_sample, dtype)
     slot = {lo: k for k, lo in enumerate(_fast.batch_slices(B, cols.nbytes)[:-1])}  # the k-th slice's buffers
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -139,6 +141,4 @@ def conv_backward(
     for more_dW, more_db in parts[1:]:  # noqa: N806
         dW_rows += more_dW
         db += more_db
-    if dx is None:
-        return dW_rows, db, None
-    return dW_rows, db, dx.reshape(B, H, W, C).transpose(0, 3, 1, 2)
+    return result(dW_rows, db)
