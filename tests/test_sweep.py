@@ -259,3 +259,22 @@ def test_a_trial_another_process_is_writing_is_waited_for(tmp_path: Path) -> Non
     rows = sweep.run(spec, tmp_path, serial=True, progress=False, log=_quiet)
     assert release.is_set() and rows[0]["status"] == "finished", rows
     holder.join(30)
+
+
+def _worker_setup() -> tuple[str | None, int, int | None]:
+    from layerwise.layers import _fast
+    from layerwise.sweep import execute
+
+    execute._pin_threads()  # what run_trial does before it trains
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), _fast.threads(), execute._blas_threads()
+
+
+def test_our_workers_keep_glibc_malloc_and_train_on_one_thread() -> None:
+    from layerwise.sweep.execute import Dask
+
+    with Dask(workers=1) as dask_:
+        trim, threads, blas = dask_.client.submit(_worker_setup, pure=False).result()
+    dask_.join()
+    # Dask's default MALLOC_TRIM_THRESHOLD_ made every array a step allocates fault in anew: 2-4x slower trials.
+    assert trim is None
+    assert threads == 1 and blas == 1  # two workers with two-thread regions each on 2 cores: 3x slower

@@ -47,6 +47,7 @@ BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREAD
 #: then competes with the trial for the GIL.
 WORKER_ENV = {
     **BLAS_ENV,
+    "LAYERWISE_TRIAL_THREADS": "1",  # see _pin_threads
     "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
     "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s",
     "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
@@ -103,6 +104,7 @@ def run_trial(task: TrialTask, cancel: CancelToken | None = None) -> dict[str, A
         state = check_trial_folder(folder, config, task.trial_id)
         if state == "finished":
             return {"trial": task.trial_id, **finished_row(folder), **_where()}
+        _pin_threads()
         result = train_run(
             config,
             folder.path,
@@ -122,6 +124,27 @@ def run_trial(task: TrialTask, cancel: CancelToken | None = None) -> dict[str, A
                 "error": _one_line(f"{type(e).__name__}: {e}"), **_where()}  # fmt: skip
     finally:
         done.set()
+
+
+def _pin_threads() -> None:
+    """In our own workers (``LAYERWISE_TRIAL_THREADS`` is set): hold layerwise's kernels and BLAS
+    at that many threads.
+
+    The BLAS_ENV variables reach a worker only after the spawned process has re-imported the
+    parent's main module (the ``layerwise`` command imports NumPy and Numba), so their thread
+    counts may have been read already.  Two workers each training with 2-thread parallel
+    regions on 2 cores ran a convnet trial 3x slower than one thread each.
+    """
+    threads = os.environ.get("LAYERWISE_TRIAL_THREADS")
+    if not threads:
+        return
+    from ..layers import _fast
+
+    _fast.THREADS = int(threads)
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))
 
 
 def _wait_while_locked(folder: RunFolder, token: CancelToken) -> bool:
@@ -248,14 +271,22 @@ class Dask:
             return self
         import logging
 
-        self.cluster = distributed.LocalCluster(
-            n_workers=self.n_workers,
-            threads_per_worker=1,
-            processes=True,
-            env=WORKER_ENV,  # set in each worker process before it starts, so before NumPy loads BLAS
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+        import dask
+
+        # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, so that they give freed
+        # memory back to the OS.  Setting it also switches off glibc's adaptive mmap threshold:
+        # every array over 128 KiB that a training step allocates is then mapped, faulted in
+        # page by page and unmapped again, and trials ran 2-4x slower (max pooling 2.0 ->
+        # 4.3 ms a step).  A training run allocates the same sizes every step; keep glibc's default.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            self.cluster = distributed.LocalCluster(
+                n_workers=self.n_workers,
+                threads_per_worker=1,
+                processes=True,
+                env=WORKER_ENV,  # set in each worker process before it starts, so before NumPy loads BLAS
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         self.client = distributed.Client(self.cluster)
         # Our own workers ignore Ctrl-C from the terminal: the client stops their trials with a checkpoint.
         self.client.register_plugin(_ignore_sigint_plugin(distributed), name="layerwise-ignore-sigint")
