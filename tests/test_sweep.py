@@ -269,12 +269,13 @@ def _worker_setup() -> tuple[str | None, int, int | None]:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_"), _fast.threads(), execute._blas_threads()
 
 
-def test_our_workers_keep_glibc_malloc_and_train_on_one_thread() -> None:
+def test_our_workers_keep_glibc_malloc_and_train_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     from layerwise.sweep.execute import Dask
 
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a cluster started earlier leaves it
     with Dask(workers=1) as dask_:
         trim, threads, blas = dask_.client.submit(_worker_setup, pure=False).result()
     dask_.join()
     # Dask's default MALLOC_TRIM_THRESHOLD_ made every array a step allocates fault in anew: 2-4x slower trials.
-    assert trim is None
+    assert trim is None and os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # ours only: this process keeps it
     assert threads == 1 and blas == 1  # two workers with two-thread regions each on 2 cores: 3x slower

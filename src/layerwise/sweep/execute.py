@@ -278,15 +278,22 @@ class Dask:
         # every array over 128 KiB that a training step allocates is then mapped, faulted in
         # page by page and unmapped again, and trials ran 2-4x slower (max pooling 2.0 ->
         # 4.3 ms a step).  A training run allocates the same sizes every step; keep glibc's default.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-            self.cluster = distributed.LocalCluster(
-                n_workers=self.n_workers,
-                threads_per_worker=1,
-                processes=True,
-                env=WORKER_ENV,  # set in each worker process before it starts, so before NumPy loads BLAS
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+        # A cluster started earlier in this process has put the variable into os.environ, which
+        # the workers would inherit: it is left out while ours start.
+        inherited = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                self.cluster = distributed.LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    env=WORKER_ENV,  # set in each worker process as it starts (and see _pin_threads)
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+        finally:
+            if inherited is not None:
+                os.environ["MALLOC_TRIM_THRESHOLD_"] = inherited
         self.client = distributed.Client(self.cluster)
         # Our own workers ignore Ctrl-C from the terminal: the client stops their trials with a checkpoint.
         self.client.register_plugin(_ignore_sigint_plugin(distributed), name="layerwise-ignore-sigint")
