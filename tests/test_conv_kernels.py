@@ -42,10 +42,10 @@ def threads(request, monkeypatch):
     if mode in ("sliced", "team"):
         monkeypatch.setattr(kernels, "_one_blas_thread_users", 1)
         monkeypatch.setattr(sliced, "CHUNK_BYTES", 1)
-    if mode == "sliced":
+    if mode in ("split", "sliced"):  # the Python threads, also inside fit (where regions would run)
         monkeypatch.setattr(team, "_state", {"pid": os.getpid(), "ok": False})
     if mode == "team":
-        assert team.available(), "parallel regions need SciPy and Numba's OpenMP or TBB layer (pip install -e .[test])"
+        request.getfixturevalue("regions")  # conftest.py: off in the other tests
     return mode
 
 
@@ -311,15 +311,17 @@ def test_maxpool_scratch_follows_the_batch_size():
 @needs_numba
 @pytest.mark.parametrize(("threads", "dtype"), with_modes([()], [()]), indirect=["threads"])
 def test_training_a_cnn_compiled_equals_numpy(dtype, threads):
-    """A few Adam steps of a small LeNet-like network end at the same weights on both paths."""
+    """A few Adam steps of a small LeNet-like network end at the same weights on both paths.
+
+    (test_team_regions trains the same network: in "team" mode its regions are compiled once.)"""
     rng = np.random.default_rng(0)
     x = rng.random((40, 1, 12, 12)).astype(dtype)
     y = rng.integers(0, 3, 40)
     weights = {}
     for use_kernels in (False, True):
         net = lw.Sequential(
-            [lw.Conv2D(4, 3, padding=1), lw.ReLU(), lw.MaxPool2D(2), lw.Conv2D(6, 3, stride=2), lw.ReLU(),
-             lw.MaxPool2D(2), lw.Flatten(), lw.Dense(3)],
+            [lw.Conv2D(4, 3, padding=1), lw.ReLU(), lw.MaxPool2D(2), lw.Conv2D(6, 3), lw.ReLU(), lw.MaxPool2D(2),
+             lw.Flatten(), lw.Dense(3)],
             input_shape=(1, 12, 12), dtype=dtype, seed=1,
         )  # fmt: skip
         for layer in net.layers:

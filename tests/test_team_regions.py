@@ -16,7 +16,10 @@ from layerwise import kernels
 from layerwise.layers import _fast
 from layerwise.layers._fast import team
 
-pytestmark = pytest.mark.skipif(_fast.numba is None, reason="Numba not installed (pip install layerwise[fast])")
+pytestmark = [
+    pytest.mark.skipif(_fast.numba is None, reason="Numba not installed (pip install layerwise[fast])"),
+    pytest.mark.usefixtures("regions"),  # on here (conftest.py turns them off elsewhere)
+]
 
 
 def small_cnn(seed: int = 0) -> lw.Model:
