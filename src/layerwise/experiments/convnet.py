@@ -21,6 +21,15 @@ Why these settings (measured on all 60,000 images; test accuracy after each of t
   4e-3 batch 128 cosine 99.16, 99.22, 99.07 (seeds 0, 1, 2); the same with a step
   decay (× 0.1 after 3 epochs) 99.08 / 99.03 (seeds 0, 2), with 6e-3 99.05, with
   AdamW weight decay 0.05 99.07; SGD Nesterov 0.9 lr 0.05 batch 64 98.92.
+- Chosen again on a validation split, not the test set: the last 6,000 training images
+  held out, seeds 0, 1, 2, one thread (``layerwise sweep``, 18 trials).  Mean validation
+  accuracy: Adam 2e-3 batch 64 99.23% (this recipe); 4e-3/64 99.21; 4e-3/128 99.20;
+  3e-3/64 99.19; 3e-3/128 99.18; 2e-3/128 99.13.  The spread between seeds (0.05-0.1 point)
+  is as large as the differences.  Two more tried on seeds 0 and 1, no gain: a cosine
+  stepped every batch (Keras' CosineDecay) instead of every epoch, 99.22 / 99.18 against
+  99.25 / 99.18; a moving average of the weights (Keras' ``use_ema``, momentum 0.99 or
+  0.999) at the end, 99.27 / 99.23 and 99.20 / 99.20 on validation but 99.01 / 99.23 and
+  99.05 / 99.16 on the test set against 99.09 / 99.17 without it.
 - PyTorch 2.13 trains the same network (its default initialisation, Adam 4e-3, batch
   128, the same cosine) to 99.12 / 99.06% (seeds 0, 1): 99.1-99.2% is where this
   network stands after 5 epochs, so the target holds, but with a margin of about 0.05-0.1
