@@ -279,3 +279,10 @@ def test_our_workers_keep_glibc_malloc_and_train_on_one_thread(monkeypatch: pyte
     # Dask's default MALLOC_TRIM_THRESHOLD_ made every array a step allocates fault in anew: 2-4x slower trials.
     assert trim is None and os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # ours only: this process keeps it
     assert threads == 1 and blas == 1  # two workers with two-thread regions each on 2 cores: 3x slower
+
+
+def test_trials_on_an_existing_cluster_train_on_one_thread_too(cluster: tuple[str, Any]) -> None:
+    # Its workers start with the defaults (Numba: a thread per core); a trial holds one.
+    _, client = cluster
+    _, threads, blas = client.submit(_worker_setup, pure=False).result()
+    assert threads == 1 and blas == 1

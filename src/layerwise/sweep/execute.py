@@ -127,17 +127,26 @@ def run_trial(task: TrialTask, cancel: CancelToken | None = None) -> dict[str, A
 
 
 def _pin_threads() -> None:
-    """In our own workers (``LAYERWISE_TRIAL_THREADS`` is set): hold layerwise's kernels and BLAS
-    at that many threads.
+    """In a Dask worker: hold layerwise's kernels and BLAS at one thread for the trial.
 
-    The BLAS_ENV variables reach a worker only after the spawned process has re-imported the
-    parent's main module (the ``layerwise`` command imports NumPy and Numba), so their thread
-    counts may have been read already.  Two workers each training with 2-thread parallel
-    regions on 2 cores ran a convnet trial 3x slower than one thread each.
+    A worker runs one trial per worker thread, and the cluster's parallelism is its workers
+    (one single-threaded worker per core, as the README starts them): a trial that also ran
+    two-thread parallel regions made two workers on 2 cores train a convnet 3x slower.  Our
+    own workers' BLAS_ENV is not enough: it reaches a worker only after the spawned process
+    has re-imported the parent's main module (the ``layerwise`` command imports NumPy and
+    Numba), so their thread counts may have been read already.  ``LAYERWISE_TRIAL_THREADS``
+    (set in our workers) gives another count.  Trials run in this process (``--serial``) keep
+    the process's threads.
     """
     threads = os.environ.get("LAYERWISE_TRIAL_THREADS")
     if not threads:
-        return
+        try:
+            from distributed import get_worker
+
+            get_worker()
+        except (ImportError, ValueError):  # not in a Dask worker
+            return
+        threads = "1"
     from ..layers import _fast
 
     _fast.THREADS = int(threads)
