@@ -102,6 +102,20 @@ _one_blas_thread_lock = threading.Lock()
 _one_blas_thread_limiter: Any = None
 
 
+def set_threads(n: int) -> bool:
+    """This process's thread count from now on: BLAS's (threadpoolctl) and the compiled CNN
+    kernels'.  False when threadpoolctl is missing: the kernels' count is set, BLAS's is not."""
+    from .layers import _fast  # here: layers import this module
+
+    _fast.THREADS = n
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(n)
+    return True
+
+
 def one_blas_thread_active() -> bool:
     """True inside ``one_blas_thread()``: BLAS runs on one thread, layers split the batch themselves."""
     return _one_blas_thread_users > 0

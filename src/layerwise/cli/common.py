@@ -165,14 +165,10 @@ def set_threads(args: argparse.Namespace) -> None:
     (resume is bit-identical only with the same count)."""
     threads = getattr(args, "threads", None)
     if threads:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            raise UserError("--threads needs threadpoolctl (pip install threadpoolctl)") from None
-        threadpool_limits(threads)
-        from ..layers import _fast
+        from ..kernels import set_threads as set_process_threads
 
-        _fast.THREADS = threads
+        if not set_process_threads(threads):
+            raise UserError("--threads needs threadpoolctl (pip install threadpoolctl)")
 
 
 class StopSignals:

@@ -147,13 +147,9 @@ def _pin_threads() -> None:
         except (ImportError, ValueError):  # not in a Dask worker
             return
         threads = "1"
-    from ..layers import _fast
+    from ..kernels import set_threads
 
-    _fast.THREADS = int(threads)
-    with contextlib.suppress(ImportError):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(int(threads))
+    set_threads(int(threads))
 
 
 def _wait_while_locked(folder: RunFolder, token: CancelToken) -> bool:
