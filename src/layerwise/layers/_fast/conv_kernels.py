@@ -297,11 +297,8 @@ if numba is not None:
     _expand, _small_forward, _small_grads = _inline_fma(_expand), _inline_fma(_small_forward), _inline_fma(_small_grads)
     _jit_fma = numba.njit(nogil=True, cache=True, fastmath={"contract"})
 
-    def _jit_fma_parallel(f):
-        return numba.njit(nogil=True, cache=True, parallel=team.only_prange(), fastmath={"contract"})(f)
-
-    def _jit_parallel(f):
-        return numba.njit(nogil=True, cache=True, parallel=team.only_prange())(f)
+    _jit_fma_parallel = functools.partial(team.compile_region, fastmath={"contract"})
+    _jit_parallel = team.compile_region
 
     prange = numba.prange
     small_conv_kernels = functools.lru_cache(maxsize=32)(small_conv_kernels)

@@ -122,8 +122,7 @@ def maxpool_kernels(C, ph, pw, sh, sw, relu):  # noqa: N803 (the formula's names
 if numba is not None:
     _jit = numba.njit(nogil=True, cache=True)
 
-    def _jit_parallel(f):
-        return numba.njit(nogil=True, cache=True, parallel=team.only_prange())(f)
+    _jit_parallel = team.compile_region
 
     _inline = numba.njit(nogil=True, inline="always")  # inlined: the caller's constants fold
     prange = numba.prange

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,14 @@ def only_prange() -> dict[str, bool]:
     """
     keys = ("comprehension", "reduction", "inplace_binop", "setitem", "numpy", "stencil", "fusion")
     return dict.fromkeys(keys, False) | {"prange": True}
+
+
+def compile_region(f: Any, **options: Any) -> Any:
+    """``f`` compiled as a parallel region (its ``prange`` over the slices), cached on disk.
+
+    options: more ``numba.njit`` options (e.g. ``fastmath``).
+    """
+    return numba.njit(nogil=True, cache=True, parallel=only_prange(), **options)(f)
 
 
 _state: dict[str, int | bool] = {}  # "pid": the process that asked first, "ok": its answer
