@@ -144,10 +144,11 @@ def patch_team_kernels(C, kh, kw, sh, sw, pt, pl, OH, OW):  # noqa: N803 (the fo
                 add_bias(out, b)
 
     def backward(dy_rows, cols, W_rows, dW, db, product, dcols, dx, need_dx, step):  # noqa: N803  # pragma: no cover
-        # dW = dyᵀ·cols (slices, F, K), db = Σ dy (slices, F): each slice's sums, then added into
+        # dWᵀ = colsᵀ·dy (slices, K, F), db = Σ dy (slices, F): each slice's sums, then added into
         # dW[0], db[0] in slice order; dx (B, H, W·C) = col2im(dy·W_rows) when need_dx.
-        # product (slices, F, K) and dcols (slices, step·P, K): each slice's working memory.
-        B, F, slices = cols.shape[0] // P, dW.shape[1], dW.shape[0]
+        # product (slices, K, F) and dcols (slices, step·P, K): each slice's working memory.
+        # dWᵀ rather than dW: BLAS runs colsᵀ·dy 1.1-1.45x faster than dyᵀ·cols for F = 16-64.
+        B, F, slices = cols.shape[0] // P, dW.shape[2], dW.shape[0]
         for k in prange(slices):
             lo, hi = B * k // slices, B * (k + 1) // slices
             fill_zero(dW[k])
@@ -155,7 +156,7 @@ def patch_team_kernels(C, kh, kw, sh, sw, pt, pl, OH, OW):  # noqa: N803 (the fo
             for s in range(lo, hi, step):
                 e = min(hi, s + step)
                 d, c = dy_rows[s * P : e * P], cols[s * P : e * P]
-                np.dot(d.T, c, product[k])
+                np.dot(c.T, d, product[k])
                 add_into(dW[k], product[k])
                 for r in range(len(d)):
                     for f in range(F):

@@ -6,7 +6,8 @@ at a time: forward cuts the chunk's patches, multiplies them by the filters and 
 bias; backward computes the chunk's share of dW and db and, when dx is needed, its patch
 gradients, which it adds back into dx (col2im) at once.  The same formulas as ``Conv2D``
 (forward ``y = cols·W_rowsᵀ + b``, backward ``dW = dyᵀ·cols``, ``dcols = dy·W_rows``);
-only the order of work differs.
+only the order of work differs, and dW is computed as its transpose colsᵀ·dy, the
+product BLAS runs faster (1.1-1.45x measured for F = 16-64 filters).
 
 Each thread's dW and db are summed in a fixed order: the result does not depend on
 which thread finished first (it does on how many threads there are, as with BLAS).
@@ -104,41 +105,41 @@ def conv_backward(
 
     same_dtype = dtype == cols.dtype == W_rows.dtype  # compiled products take one dtype
     if same_dtype and (slices := _fast.team_slices(B, cols.nbytes)):  # one parallel region (team.py)
-        dW, db = scratch.get("dW", (slices, F, K), dtype), scratch.get("db", (slices, F), dtype)  # noqa: N806
-        product = scratch.get("product", (slices, F, K), dtype)
+        dWt, db = scratch.get("dWt", (slices, K, F), dtype), scratch.get("db", (slices, F), dtype)  # noqa: N806
+        product = scratch.get("product", (slices, K, F), dtype)
         dcols = scratch.get("dcols", (slices, step * per_sample if need_dx else 0, K), dtype)
         backward = conv_kernels.patch_team_kernels(C, *kernel, *stride, pads[0], pads[2], *out_hw)[1]
         with team.threads(slices):
-            backward(np.ascontiguousarray(dy_rows), cols, W_rows, dW, db, product, dcols,
+            backward(np.ascontiguousarray(dy_rows), cols, W_rows, dWt, db, product, dcols,
                      dx if need_dx else _NO_DX[dtype], need_dx, step)  # fmt: skip
-        return result(dW[0], db[0])
+        return result(dWt[0].T, db[0])
     ones = scratch.ones(step * per_sample, dtype)
     slot = {lo: k for k, lo in enumerate(_fast.batch_slices(B, cols.nbytes)[:-1])}  # the k-th slice's buffers
     partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def run(lo: int, hi: int) -> None:
         k = slot[lo]
-        dW, db = scratch.get(f"dW{k}", (F, K), dtype), scratch.get(f"db{k}", (F,), dtype)  # noqa: N806
-        product = scratch.get(f"product{k}", (F, K), dtype)
+        dWt, db = scratch.get(f"dWt{k}", (K, F), dtype), scratch.get(f"db{k}", (F,), dtype)  # noqa: N806
+        product = scratch.get(f"product{k}", (K, F), dtype)
         dcols = scratch.get(f"dcols{k}", (step * per_sample, K), dtype) if need_dx else None
         for s in range(lo, hi, step):
             e = min(hi, s + step)
             d, c = dy_rows[s * per_sample : e * per_sample], cols[s * per_sample : e * per_sample]
             if s == lo:
-                np.matmul(d.T, c, out=dW)
+                np.matmul(c.T, d, out=dWt)
                 np.matmul(ones[: len(d)], d, out=db)  # 1ᵀ·dy: a product is several times faster than a sum
             else:
-                dW += np.matmul(d.T, c, out=product)
+                dWt += np.matmul(c.T, d, out=product)
                 db += ones[: len(d)] @ d
             if dcols is not None:
                 dc = np.matmul(d, W_rows, out=dcols[: len(d)])
                 conv_kernels.col2im_kernel(dc, C, *kernel, *stride, pads[0], pads[2], *out_hw, dx[s:e])
-        partial[lo] = dW, db
+        partial[lo] = dWt, db
 
     _fast._over_batch(B, cols.nbytes, run)
     parts = [partial[lo] for lo in sorted(partial)]
-    dW_rows, db = parts[0]  # noqa: N806
-    for more_dW, more_db in parts[1:]:  # noqa: N806
-        dW_rows += more_dW
+    dWt, db = parts[0]  # noqa: N806
+    for more_dWt, more_db in parts[1:]:  # noqa: N806
+        dWt += more_dWt
         db += more_db
-    return result(dW_rows, db)
+    return result(dWt.T, db)
