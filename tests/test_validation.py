@@ -574,3 +574,20 @@ def test_load_refuses_a_bad_train_state(tmp_path):
     lw.io.save_model(model, path, train_state={"epoch": 0, "step": -3})
     with pytest.raises(lw.errors.ModelFileError, match="'step'"):
         lw.load(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0, 0, 0), (4999, 2, 8, 8), (1717, 1, 3, 5)])
+def test_all_finite_checks_every_chunk(bad, where):
+    # all_finite works through x a chunk of samples at a time (no mask as large as x):
+    # a bad value in the first, the last or a middle chunk is found, also through strided views.
+    from layerwise.validation import _FINITE_CHUNK, all_finite
+
+    x = np.random.default_rng(0).random((5000, 3, 9, 9), dtype=np.float32)
+    assert x.size > 4 * _FINITE_CHUNK and all_finite(x)
+    x[where] = bad
+    assert not all_finite(x)
+    assert not all_finite(x.transpose(0, 2, 3, 1))  # a view, not C-contiguous
+    assert all_finite(np.delete(x, where[0], axis=0))
+    with pytest.raises(errors.InputError, match=re.escape(f"at index {where}")):
+        lw.validation.check_features(x, (3, 9, 9))
