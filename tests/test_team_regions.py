@@ -84,6 +84,45 @@ def test_regions_and_python_threads_train_to_the_same_weights(monkeypatch):
     np.testing.assert_array_equal(again.net.flat_params, weights[0])
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_filter_gradient_takes_numpys_sgemm_and_agrees_with_numbas_dot(monkeypatch, stride):
+    """numpy_blas: in a region, colsᵀ·dy goes through NumPy's own sgemm (NumPy's wheels export it),
+    float32 only; dW agrees with Numba's np.dot to rounding, db and dx are the same bits."""
+    from layerwise.layers._fast import conv_kernels, numpy_blas
+
+    assert numpy_blas.available()
+    monkeypatch.setattr(_fast, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(_fast, "THREADS", 2)
+    asked: list[bool] = []
+    original = conv_kernels.patch_team_kernels
+
+    def spy(*args):
+        if len(args) == 10:  # backward's: the layer shape, then numpy_sgemm
+            asked.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(conv_kernels, "patch_team_kernels", spy)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((9, 4, 11, 11)).astype(np.float32)  # 4 channels · 3×3 = 36 > SMALL_PATCH: patches
+    results = {}
+    for dtype, use in ((np.float32, True), (np.float32, False), (np.float64, True)):
+        monkeypatch.setattr(numpy_blas, "available", lambda use=use: use)
+        layer = lw.Conv2D(5, 3, stride=stride, padding=1, dtype=dtype)
+        layer.build((4, 11, 11), rng=np.random.default_rng(0))
+        dy = np.random.default_rng(4).standard_normal((9, *layer.output_shape((4, 11, 11)))).astype(dtype)
+        asked.clear()
+        with kernels.one_blas_thread():
+            layer.forward(x.astype(dtype), training=True)
+            dx = layer.backward(dy)
+        assert asked == [dtype == np.float32 and use], asked  # float64 never calls sgemm
+        results[dtype, use] = layer.grads["W"].copy(), layer.grads["b"].copy(), np.array(dx)
+    (w1, b1, dx1), (w2, b2, dx2) = results[np.float32, True], results[np.float32, False]
+    np.testing.assert_allclose(w1, w2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(b1, b2)
+    np.testing.assert_array_equal(dx1, dx2)
+    np.testing.assert_allclose(w1, results[np.float64, True][0], rtol=1e-4, atol=1e-4)
+
+
 def test_the_hold_limits_every_blas_the_regions_call():
     """SciPy's BLAS (Numba's np.dot inside a region) must run on one thread too, or each region's
     threads would start BLAS threads of their own."""

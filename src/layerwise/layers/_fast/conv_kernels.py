@@ -10,7 +10,7 @@ import functools
 import numpy as np
 
 from ...kernels import numba
-from . import team
+from . import numpy_blas, team
 
 
 def _im2col_runs(x, C, kh, kw, sh, sw, pt, pl, OH, OW, cols):  # pragma: no cover (compiled)
@@ -118,8 +118,19 @@ def _add_bias(y, b):  # pragma: no cover (compiled)
 
 
 # -- training's parallel regions for the patch path (see team.py) -------------------------------
-def patch_team_kernels(C, kh, kw, sh, sw, pt, pl, OH, OW):  # noqa: N803 (the formula's names)
+def _colsT_dy(c, d, out):  # noqa: N802  # pragma: no cover (compiled, inlined)
+    # out (K, F) = cᵀ·d for float32 c (R, K), d (R, F), out, all C-contiguous: NumPy's sgemm
+    # (``numpy_blas``), cᵀ read transposed.
+    R, K = c.shape
+    F = d.shape[1]
+    order, transposed, as_is = numpy_blas.ROW_MAJOR, numpy_blas.TRANS, numpy_blas.NO_TRANS
+    _sgemm(order, transposed, as_is, K, F, R, np.float32(1), c.ctypes, K, d.ctypes, F, np.float32(0), out.ctypes, F)
+
+
+def patch_team_kernels(C, kh, kw, sh, sw, pt, pl, OH, OW, numpy_sgemm=False):  # noqa: N803 (the formula's names)
     """(forward, backward) parallel regions for one layer shape, a slice of the batch per thread.
+
+    numpy_sgemm: backward's colsᵀ·dy through NumPy's own sgemm (``numpy_blas``; float32 only).
 
     The generic im2col and col2im above are inlined with the sizes as constants (their window
     rows are then copied by a few vector instructions: 1.3-2.8x faster); the products are
@@ -156,7 +167,10 @@ def patch_team_kernels(C, kh, kw, sh, sw, pt, pl, OH, OW):  # noqa: N803 (the fo
             for s in range(lo, hi, step):
                 e = min(hi, s + step)
                 d, c = dy_rows[s * P : e * P], cols[s * P : e * P]
-                np.dot(c.T, d, product[k])
+                if numpy_sgemm:
+                    colsT_dy(c, d, product[k])
+                else:
+                    np.dot(c.T, d, product[k])
                 add_into(dW[k], product[k])
                 for r in range(len(d)):
                     for f in range(F):
@@ -302,5 +316,16 @@ if numba is not None:
     _jit_parallel = team.compile_region
 
     prange = numba.prange
+    _sgemm = numba.types.ExternalFunction(
+        numpy_blas.SYMBOL,
+        numba.types.void(
+            numba.types.int32, numba.types.int32, numba.types.int32,  # order, transA, transB
+            numba.types.int64, numba.types.int64, numba.types.int64,  # M, N, K
+            numba.types.float32, numba.types.voidptr, numba.types.int64,  # alpha, A, lda
+            numba.types.voidptr, numba.types.int64,  # B, ldb
+            numba.types.float32, numba.types.voidptr, numba.types.int64,  # beta, C, ldc
+        ),
+    )  # fmt: skip
+    colsT_dy = _inline(_colsT_dy)  # noqa: N816
     small_conv_kernels = functools.lru_cache(maxsize=32)(small_conv_kernels)
     patch_team_kernels = functools.lru_cache(maxsize=32)(patch_team_kernels)

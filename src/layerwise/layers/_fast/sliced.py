@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _fast
-from . import conv_kernels, team
+from . import conv_kernels, numpy_blas, team
 
 #: A slice is worked through in chunks of about this many bytes of patches: each chunk's
 #: patch gradient is added back into dx (col2im) while it is still in the core's cache.
@@ -108,7 +108,8 @@ def conv_backward(
         dWt, db = scratch.get("dWt", (slices, K, F), dtype), scratch.get("db", (slices, F), dtype)  # noqa: N806
         product = scratch.get("product", (slices, K, F), dtype)
         dcols = scratch.get("dcols", (slices, step * per_sample if need_dx else 0, K), dtype)
-        backward = conv_kernels.patch_team_kernels(C, *kernel, *stride, pads[0], pads[2], *out_hw)[1]
+        numpy_sgemm = dtype == np.float32 and numpy_blas.available()  # the faster colsᵀ·dy (numpy_blas.py)
+        backward = conv_kernels.patch_team_kernels(C, *kernel, *stride, pads[0], pads[2], *out_hw, numpy_sgemm)[1]
         with team.threads(slices):
             backward(np.ascontiguousarray(dy_rows), cols, W_rows, dWt, db, product, dcols,
                      dx if need_dx else _NO_DX[dtype], need_dx, step)  # fmt: skip
