@@ -30,12 +30,14 @@ Why these settings (measured on all 60,000 images; test accuracy after each of t
   99.25 / 99.18; a moving average of the weights (Keras' ``use_ema``, momentum 0.99 or
   0.999) at the end, 99.27 / 99.23 and 99.20 / 99.20 on validation but 99.01 / 99.23 and
   99.05 / 99.16 on the test set against 99.09 / 99.17 without it.
-- Two more on that split, seeds 0-4 (one thread): random shifts of the training images by up
-  to 1 or 2 pixels each epoch (seeds 0-2), mean validation accuracy 99.22 and 99.20% against
-  99.23% without: no gain in 5 epochs; a one-cycle rate (linear warm-up over the first epoch to 5e-3, then a cosine
-  stepped every batch), 99.216% against this recipe's 99.22% over the same five seeds, so
-  the recipe stays.  Over those five seeds this recipe ends at 99.09-99.17% on the test set
-  (mean 99.14%) after training on the other 54,000 images: its result lies on the target.
+- More tried on that split (one thread), none better than this recipe's 99.23% (seeds 0-2)
+  or 99.22% (seeds 0-4) mean validation accuracy: random shifts of the training images by up
+  to 1 or 2 pixels each epoch, 99.22 and 99.20% (seeds 0-2); a one-cycle rate (linear warm-up
+  over the first epoch to 5e-3, then a cosine stepped every batch), 99.216% (seeds 0-4);
+  label smoothing 0.1, 99.20%, and inputs standardised to MNIST's mean and deviation instead
+  of scaled by 1/255, 99.18% (seeds 0-2).  Over seeds 0-4 this recipe ends at 99.09-99.17%
+  on the test set (mean 99.14%) after training on the other 54,000 images: its result lies
+  on the target.
 - PyTorch 2.13 trains the same network (its default initialisation, Adam 4e-3, batch
   128, the same cosine) to 99.12 / 99.06% (seeds 0, 1): 99.1-99.2% is where this
   network stands after 5 epochs, so the target holds, but with a margin of about 0.05-0.1

@@ -7,11 +7,12 @@ queue for the GIL between kernels.  Here each pass is one compiled *parallel reg
 threads of Numba's OpenMP layer take a slice of the batch each, run the same serial
 kernels as the Python-thread path (``conv_kernels``, ``pool_kernels``) and, for the
 convolutions' matrix products, call BLAS themselves (one BLAS thread each: SciPy's BLAS,
-through Numba's ``np.dot``).  Between regions OpenMP's threads spin for a moment before
-they sleep, so a region starts in microseconds.
+through Numba's ``np.dot``, and NumPy's own sgemm for the filter gradient, ``numpy_blas.py``).
+Between regions OpenMP's threads spin for a moment before they sleep, so a region starts
+in microseconds.
 
 The formulas and the slices are those of the Python-thread path (``sliced.py``):
-forward ``y = cols·W_rowsᵀ + b``; backward ``dW = dyᵀ·cols``, ``db = Σ dy``,
+forward ``y = cols·W_rowsᵀ + b``; backward ``dW = dyᵀ·cols`` (as colsᵀ·dy), ``db = Σ dy``,
 ``dcols = dy·W_rows``; each slice's dW and db are summed in slice order, so the result
 depends on the number of slices, not on which thread finished first.
 
