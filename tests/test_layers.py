@@ -186,3 +186,33 @@ def test_layer_from_config_round_trip(layer):
 def test_layer_from_config_unknown():
     with pytest.raises(ConfigError):
         layer_from_config({"type": "Conv2D"})
+
+
+def test_batchnorm_gives_the_same_numbers_for_either_memory_layout():
+    # BatchNorm works on (batch·H·W, C) rows: a view of the channels-last memory a Conv2D hands
+    # on, a copy of NCHW memory.  Both give the same numbers, and the output (and dx) keep
+    # channels-last memory for the next layer.
+    from layerwise.layers import _fast
+
+    rng = np.random.default_rng(5)
+    nchw = rng.standard_normal((3, 4, 5, 6))
+    last = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    dy = rng.standard_normal(nchw.shape)
+    results = []
+    for x in (nchw, last):
+        bn = lw.BatchNorm(dtype=np.float64)
+        bn.build((4, 5, 6))
+        bn.params["gamma"][...] = [0.5, 1.5, 2.0, -1.0]
+        bn.params["beta"][...] = [0.1, 0.2, 0.3, 0.4]
+        y = bn.forward(x, training=True)
+        dx = bn.backward(dy)
+        assert _fast.is_channels_last(y) and _fast.is_channels_last(dx)
+        assert np.array_equal(x, nchw)  # the caller's array is untouched
+        results.append((y, dx, bn.grads["gamma"].copy(), bn.buffers["running_var"].copy()))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # and the per-channel formulas themselves, on the NCHW axes
+    mean, var = nchw.mean(axis=(0, 2, 3)), nchw.var(axis=(0, 2, 3))
+    expected = (nchw - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5)
+    expected = expected * np.array([0.5, 1.5, 2.0, -1.0])[:, None, None] + np.array([0.1, 0.2, 0.3, 0.4])[:, None, None]
+    np.testing.assert_allclose(results[0][0], expected, rtol=1e-10, atol=1e-12)
