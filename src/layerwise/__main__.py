@@ -1,6 +1,6 @@
 """``python -m layerwise ...``: the same command line as the ``layerwise`` script."""
 
-from layerwise.cli import main
+from layerwise.cli import console
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

@@ -181,3 +181,24 @@ def test_signals_at_random_moments_leave_a_complete_or_resumable_folder(tmp_path
 )
 def test_more_one_line_errors(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
     one_line_error(run_cli(*args, cwd=tmp_path), *fragments)
+
+
+def test_a_signal_after_the_last_output_line_leaves_a_clean_exit(tmp_path: Path) -> None:
+    """SIGTERM/SIGINT while the finished process shuts down (after main() returned): exit 0, or 128 + the
+    signal if it still reached train's own handler, but never killed by it (-15) or a traceback."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        out = tmp_path / f"run-{sig.name}"
+        proc = subprocess.Popen(
+            [*layerwise_command(), *SMALL, "--epochs", "1", "--out", str(out)],
+            env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for line in proc.stdout:  # the last line train prints names what it wrote
+            if line.startswith("Wrote "):
+                break
+        while proc.poll() is None:  # keep signalling until the process is gone
+            proc.send_signal(sig)
+            time.sleep(0.005)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode in (0, 128 + sig), (proc.returncode, stderr)
+        assert "Traceback" not in stderr
+        assert RunFolder(out).state == "finished"

@@ -24,6 +24,7 @@ adds the traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 import warnings
@@ -136,6 +137,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         err(f"{PROG}: interrupted")
         return 130
+
+
+def console() -> None:
+    """The ``layerwise`` script and ``python -m layerwise``: ``main()`` in a process of its own.
+
+    SIGTERM ends a command by unwinding it (exit 143, files closed, no traceback) rather than
+    killing the process wherever it is; ``train`` and ``reproduce`` install their own handlers
+    while they run (``StopSignals``: checkpoint, then exit).  Once ``main()`` has returned the
+    work is done and written, so a late SIGINT or SIGTERM is ignored: it must not turn a
+    finished run into a traceback or a process killed during interpreter shutdown.
+    """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _os_message(e: OSError) -> str:
