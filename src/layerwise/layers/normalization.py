@@ -110,7 +110,7 @@ def _rows(x: np.ndarray) -> np.ndarray:
     """(batch, C) as it is; (batch, C, H, W) -> (batch·H·W, C): a view of channels-last memory, else a copy."""
     if x.ndim == 2:
         return x
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, x.shape[1])
+    return _fast.channels_last(x).reshape(-1, x.shape[1])
 
 
 def _like(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
