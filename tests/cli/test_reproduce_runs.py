@@ -39,9 +39,12 @@ def test_hw2_on_two_dask_workers_equals_the_serial_run(tmp_path: Path) -> None:
         assert (one["train_accuracy"], one["test_accuracy"]) == (other["train_accuracy"], other["test_accuracy"])
 
 
-def test_workers_only_for_hw2(tmp_path: Path) -> None:
+def test_workers_need_several_networks(tmp_path: Path) -> None:
     result = run_cli("reproduce", "lenet5", "--workers", "2", "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and result.stderr.startswith("layerwise: error: --workers: lenet5 trains one")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "layerwise: error: --workers: lenet5 from one seed trains one network; give --seeds N to train N at once"
+    )
     assert not (tmp_path / "o").exists()
 
 

@@ -5,8 +5,9 @@
 - ``convnet``: the Keras "Simple MNIST convnet" example (``convnet.py``).
 - ``fashion-cnn``: a small CNN on Fashion-MNIST (``fashion_cnn.py``).
 
-Each module has ``run(out_dir, epochs=, limit=, data_dir=, verbose=, log=, cancel=) -> summary``
-(hw2 also ``workers=``), ``format_table(summary) -> str`` and ``OUTPUTS`` (what ``run`` writes);
+Each module has ``run(out_dir, epochs=, limit=, data_dir=, verbose=, log=, cancel=, workers=) -> summary``,
+``format_table(summary) -> str`` and ``OUTPUTS`` (what ``run`` writes); the one-network experiments
+also ``SPEC`` and ``seeds=`` (``single.py``: one run, or one per seed and their mean).
 ``common.py`` holds what they share: every network is trained by ``layerwise.runs.train_run``,
 the function behind ``layerwise train`` and ``layerwise sweep``.
 """

@@ -19,7 +19,6 @@ test set is evaluated once, after the last epoch: nothing is selected on it.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,6 @@ from ..errors import ConfigError, RunFolderError
 from ..runs import CancelToken, RunConfig, RunFolder, train_run
 
 Log = Callable[..., None]
-
-#: What ``run_single`` writes into its folder.
-SINGLE_OUTPUTS = ("results.json", "model.npz", "metrics.json", "learning_curves.png", "confusion_matrix.png",
-                  "filters.png")  # fmt: skip
 
 
 class ExperimentInterrupted(KeyboardInterrupt):
@@ -195,80 +190,3 @@ def training_line(config: RunConfig | dict[str, Any]) -> str:
     schedule = c.get("schedule")
     decay = f" ({schedule} decay)" if schedule and schedule != "constant" else ""
     return f"{c['optimizer']} lr {c['lr']:g}{decay}, {c['epochs']} epochs, batch {c['batch_size']}"
-
-
-# ----------------------------------------------------------------------------- one network
-def target_met(spec: dict[str, Any], result: dict[str, Any]) -> bool:
-    """Does ``result`` reach ``spec["target"]`` = {"test_error": max %} or {"test_accuracy": min %}?"""
-    target = spec["target"]
-    if "test_error" in target:
-        return result["test_error"] <= target["test_error"]
-    return result["test_accuracy"] >= target["test_accuracy"]
-
-
-def run_single(
-    spec: dict[str, Any],
-    out_dir: str | Path,
-    epochs: int | None = None,
-    limit: int | None = None,
-    data_dir: str | Path | None = None,
-    verbose: int = 1,
-    log: Log = print,
-    cancel: CancelToken | None = None,
-) -> dict[str, Any]:
-    """Train ``spec``'s network as a run in ``out_dir`` (model.npz, metrics.json, plots) plus results.json."""
-    out = Path(out_dir)
-    start = time.perf_counter()
-    (metrics,) = train_networks([spec], [out], epochs=epochs, limit=limit, data_dir=data_dir, verbose=verbose,
-                                cancel=cancel, log=log)  # fmt: skip
-    result = result_of(spec, metrics)
-    result["target_met"] = target_met(spec, result)
-    summary = {
-        "experiment": spec["name"],
-        "epochs_override": epochs,
-        "limit": limit,
-        "total_seconds": time.perf_counter() - start,
-        **result,
-    }
-    write_json(out / "results.json", summary)
-    return summary
-
-
-def format_single(summary: dict[str, Any]) -> str:
-    """The published number beside ours, and whether the target is met."""
-    ref = summary["reference"]
-    target = summary["target"]
-    metric = "test_error" if "test_error" in target else "test_accuracy"
-    sign = "<=" if metric == "test_error" else ">="
-    head = f"{'':<28}{'train acc':>10}  {'test acc':>9}  {'test error':>10}"
-    lines = [f"{summary['title']} on {summary['dataset']}: {summary['arch']}", head, "-" * len(head)]
-    if "test_accuracy_range" in ref:  # a published range, e.g. [91, 93]
-        low, high = ref["test_accuracy_range"]
-        ref_acc, ref_err = f"{low:g}-{high:g}%", f"{100 - high:g}-{100 - low:g}%"
-    else:
-        accuracy = ref.get("test_accuracy", 100 - ref["test_error"] if "test_error" in ref else None)
-        error = ref.get("test_error", None if accuracy is None else 100 - accuracy)
-        ref_acc, ref_err = _pct(accuracy), _pct(error)
-    lines.append(f"{ref['source']:<28}{'-':>10}  {ref_acc:>9}  {ref_err:>10}")
-
-    lines.append(
-        f"{'layerwise (this run)':<28}{_pct(summary['train_accuracy']):>10}  {_pct(summary['test_accuracy']):>9}  "
-        f"{_pct(summary['test_error']):>10}"
-    )
-    lines.append("-" * len(head))
-    met = "met" if summary["target_met"] else "NOT met"
-    lines.append(
-        f"target: {metric.replace('_', ' ')} {sign} {target[metric]:.2f}% in {summary['epochs']} epochs: {met}; "
-        f"{training_line(summary)}; {summary['seconds']:.0f} s of training"
-    )
-    if summary.get("epochs_override") or summary.get("limit"):
-        lines.append(
-            f"(a quick run: epochs {summary['epochs']}"
-            + (f", first {summary['limit']:,} training images" if summary.get("limit") else "")
-            + "; the target is for the full settings)"
-        )
-    return "\n".join(lines)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}%"

@@ -7,6 +7,13 @@
 Keras trains it with Adam at batch 128 for 15 epochs (10% held out for validation)
 and reports "~99% test accuracy".  Target here: ≥ 99.1% test accuracy within 5 epochs.
 
+Three seeds (0, 1, 2), the target judged on their mean: after 5 epochs this network's
+test accuracy varies from seed to seed by about as much as its mean lies above the
+target (this recipe: 99.07-99.19% on all 60,000 images, seeds 0-2; 99.09-99.17% on
+54,000, seeds 0-4, standard deviation 0.04 point), so one seed cannot say whether a
+recipe meets it.  This recipe's three seeds: 99.07, 99.19, 99.10%, mean 99.12%
+(sd 0.06), 47 s of training each on 2 threads.  ``--seeds 1`` trains seed 0 alone.
+
 Why these settings (measured on all 60,000 images; test accuracy after each of the 5 epochs):
 
 - Keras' own settings, Adam 1e-3 at batch 128 with a constant rate: 97.89, 98.51,
@@ -38,6 +45,13 @@ Why these settings (measured on all 60,000 images; test accuracy after each of t
   of scaled by 1/255, 99.18% (seeds 0-2).  Over seeds 0-4 this recipe ends at 99.09-99.17%
   on the test set (mean 99.14%) after training on the other 54,000 images: its result lies
   on the target.
+- Also tried on the validation split (seeds 0-2 unless said; mean validation
+  accuracy against this recipe's 99.23%, or 99.22% over seeds 0-4): batch 32 at 2e-3
+  99.25% (seeds 0-4, against 99.22%; test mean 99.15 against 99.14%; seed 0 on all
+  images 99.08%: within the spread, at 1.5× the time, not taken), at 3e-3 99.24%, at
+  1.5e-3 99.17%; Adam β2 0.99 99.21%;
+  a rate decaying linearly to 0 every batch 99.19%; AdamW weight decay 0.1 99.19%;
+  SGD Nesterov 0.9 lr 0.1 99.00% (seed 0).
 - PyTorch 2.13 trains the same network (its default initialisation, Adam 4e-3, batch
   128, the same cosine) to 99.12 / 99.06% (seeds 0, 1): 99.1-99.2% is where this
   network stands after 5 epochs, so the target holds, but with a margin of about 0.05-0.1
@@ -49,7 +63,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .common import SINGLE_OUTPUTS, format_single, run_single
+from .single import format_single, outputs, run_single
 
 SPEC: dict[str, Any] = {
     "name": "convnet",
@@ -62,16 +76,18 @@ SPEC: dict[str, Any] = {
     "epochs": 5,
     "batch_size": 64,
     "seed": 0,
+    "seeds": 3,  # seeds 0, 1, 2; the target is judged on their mean (see above)
     "reference": {"source": "Keras example, 15 epochs", "test_accuracy": 99.0},  # "~99% test accuracy"
     "target": {"test_accuracy": 99.1},
 }
-OUTPUTS = SINGLE_OUTPUTS
+OUTPUTS = outputs(SPEC)  # from the default number of seeds
 
 
 def run(out_dir: str | Path = "runs/convnet", **options: Any) -> dict[str, Any]:
     """Train the convnet on MNIST; write results.json, the plots and model.npz to ``out_dir``.
 
-    options: ``epochs``, ``limit``, ``data_dir``, ``verbose``, ``log``, ``cancel`` (see ``common.run_single``).
+    options: ``epochs``, ``limit``, ``data_dir``, ``verbose``, ``log``, ``cancel``, ``seeds``, ``workers``
+    (see ``single.run_single``).
     """
     return run_single(SPEC, out_dir, **options)
 

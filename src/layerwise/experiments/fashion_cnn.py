@@ -34,7 +34,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .common import SINGLE_OUTPUTS, format_single, run_single
+from .single import format_single, outputs, run_single
 
 SPEC: dict[str, Any] = {
     "name": "fashion-cnn",
@@ -53,13 +53,14 @@ SPEC: dict[str, Any] = {
     "reference": {"source": "Fashion-MNIST, small CNNs", "test_accuracy_range": [91, 93]},
     "target": {"test_accuracy": 91.5},
 }
-OUTPUTS = SINGLE_OUTPUTS
+OUTPUTS = outputs(SPEC)  # from the default number of seeds
 
 
 def run(out_dir: str | Path = "runs/fashion-cnn", **options: Any) -> dict[str, Any]:
     """Train the CNN on Fashion-MNIST; write results.json, the plots and model.npz to ``out_dir``.
 
-    options: ``epochs``, ``limit``, ``data_dir``, ``verbose``, ``log``, ``cancel`` (see ``common.run_single``).
+    options: ``epochs``, ``limit``, ``data_dir``, ``verbose``, ``log``, ``cancel``, ``seeds``, ``workers``
+    (see ``single.run_single``).
     """
     return run_single(SPEC, out_dir, **options)
 

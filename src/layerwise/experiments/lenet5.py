@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .common import SINGLE_OUTPUTS, format_single, run_single
+from .single import format_single, outputs, run_single
 
 SPEC: dict[str, Any] = {
     "name": "lenet5",
@@ -46,13 +46,14 @@ SPEC: dict[str, Any] = {
     "reference": {"source": "LeCun et al. 1998", "test_error": 0.95},
     "target": {"test_error": 1.0},
 }
-OUTPUTS = SINGLE_OUTPUTS
+OUTPUTS = outputs(SPEC)  # from the default number of seeds
 
 
 def run(out_dir: str | Path = "runs/lenet5", **options: Any) -> dict[str, Any]:
     """Train LeNet-5 on MNIST; write results.json, learning_curves.png, confusion_matrix.png, filters.png, model.npz.
 
-    options: ``epochs``, ``limit``, ``data_dir``, ``verbose``, ``log``, ``cancel`` (see ``common.run_single``).
+    options: ``epochs``, ``limit``, ``data_dir``, ``verbose``, ``log``, ``cancel``, ``seeds``, ``workers``
+    (see ``single.run_single``).
     """
     return run_single(SPEC, out_dir, **options)
 
