@@ -58,7 +58,7 @@ def test_two_seeds_give_each_run_and_their_mean_and_seed_0_is_the_one_seed_run(t
     assert single.returncode == 0, single.stderr  # seed 0 of several is the run of one seed, bit for bit
     assert same_weights(tmp_path / "one" / "model.npz", out / "seed-0" / "model.npz")
     one = json.loads((tmp_path / "one" / "results.json").read_text())
-    assert one["test_accuracy"] == summary["runs"][0]["test_accuracy"] and "runs" not in one
+    assert one["test_accuracy"] == summary["runs"][0]["test_accuracy"] and "runs" not in one and one["seeds"] == [0]
 
     again = run_cli(*args)  # the same command again reuses both finished runs
     assert again.returncode == 0, again.stderr

@@ -78,7 +78,8 @@ def run_single(
     if workers is not None and len(seed_values) == 1:
         raise ConfigError(f"workers: {spec['name']} from one seed trains one network; give seeds > 1 to spread")
     start = time.perf_counter()
-    specs = [{**spec, "seed": seed} for seed in seed_values]
+    one_seed = {k: v for k, v in spec.items() if k != "seeds"}  # each run's spec: the seed it has, not how many
+    specs = [{**one_seed, "seed": seed, "seeds": [seed]} for seed in seed_values]
     if len(specs) > 1:
         specs = [{**s, "title": f"{s['title']}, seed {s['seed']}"} for s in specs]
     folders = run_folders(spec, out, seeds)
@@ -106,7 +107,7 @@ def _over_seeds(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str
     first = results[0]
     test = [r["test_accuracy"] for r in results]
     return {
-        **{k: v for k, v in spec.items() if k != "seeds"},
+        **spec,
         "seeds": [r["seed"] for r in results],
         "epochs": first["epochs"],
         "n_train": first["n_train"],
