@@ -78,8 +78,7 @@ def run_single(
     if workers is not None and len(seed_values) == 1:
         raise ConfigError(f"workers: {spec['name']} from one seed trains one network; give seeds > 1 to spread")
     start = time.perf_counter()
-    one_seed = {k: v for k, v in spec.items() if k != "seeds"}  # each run's spec: the seed it has, not how many
-    specs = [{**one_seed, "seed": seed, "seeds": [seed]} for seed in seed_values]
+    specs = [{**spec, "seed": seed, "seeds": [seed]} for seed in seed_values]  # each run names its own seed
     if len(specs) > 1:
         specs = [{**s, "title": f"{s['title']}, seed {s['seed']}"} for s in specs]
     folders = run_folders(spec, out, seeds)
