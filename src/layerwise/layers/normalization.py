@@ -89,9 +89,9 @@ class BatchNorm(Layer):
         dx = rows * scale
         if not self._batch_stats:  # the statistics were constants
             return _like(dx, dy.shape)
-        n = len(rows)  # dx = γ/(n·√(σ² + eps)) · (n·dy − dβ − x̂·dγ), in three passes
-        dx -= (scale / n) * self.grads["beta"]
-        dx -= self._xhat * ((scale / n) * self.grads["gamma"])
+        scale_n = scale / len(rows)  # dx = γ/(n·√(σ² + eps)) · (n·dy − dβ − x̂·dγ), in three passes
+        dx -= scale_n * self.grads["beta"]
+        dx -= self._xhat * (scale_n * self.grads["gamma"])
         return _like(dx, dy.shape)
 
     def _column_sums(self, rows: np.ndarray) -> np.ndarray:
